@@ -1,0 +1,83 @@
+"""The ``spidrkit`` command: dispatches to subcommand modules and turns errors into one line."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from spidrkit import __version__
+from spidrkit.errors import SpidrkitError
+
+# (command name, module under spidrkit.cli). Keep in pipeline order: it is the order of `--help`.
+COMMANDS: list[tuple[str, str]] = [
+    ("env", "env"),
+    ("info", "info"),
+    ("convert", "convert"),
+    ("download", "download"),
+    ("synth", "synth"),
+    ("manifest", "manifest"),
+    ("check-config", "check_config"),
+    ("train", "train"),
+    ("extract", "extract"),
+    ("kmeans", "kmeans"),
+    ("units", "units"),
+    ("abx", "abx"),
+    ("unit-quality", "unit_quality"),
+    ("plot", "plot"),
+    ("lm-train", "lm_train"),
+    ("slm-eval", "slm_eval"),
+    ("demo", "demo"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spidrkit",
+        description="SpidR/DinoSR speech encoders: pretrain, extract units, evaluate.",
+    )
+    parser.add_argument("--version", action="version", version=f"spidrkit {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name in COMMANDS:
+        try:
+            module = importlib.import_module(f"spidrkit.cli.{module_name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"spidrkit.cli.{module_name}":
+                continue  # command not built in this checkout
+            raise
+        p = sub.add_parser(
+            name,
+            help=module.HELP,
+            description=(module.__doc__ or module.HELP).strip(),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except SpidrkitError as exc:
+        print(f"spidrkit {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"spidrkit {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""Dataclass configs from TOML: unknown keys and bad values are errors naming their dotted path.
+
+A config is a (possibly nested) dataclass. ``load_config(Cls, "run.toml", ["optim.lr=1e-4"])`` reads the
+TOML, applies ``--set`` overrides, type-checks every field and calls ``validate()`` on each section if it
+has one; all problems are collected and raised at once as a :class:`ConfigError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+
+from spidrkit.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def _check_value(tp: Any, value: Any, path: str, errors: list[str]) -> Any:
+    """Coerce ``value`` to type ``tp`` or record an error; returns the coerced value."""
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin is Literal:
+        if value not in get_args(tp):
+            errors.append(f"{path}: {value!r} is not one of {list(get_args(tp))}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            sub: list[str] = []
+            out = _check_value(arg, value, path, sub)
+            if not sub:
+                return out
+        errors.append(f"{path}: {value!r} does not fit {tp}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            errors.append(f"{path}: expected a table, got {value!r}")
+            return value
+        return _build(tp, value, path + ".", errors)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            errors.append(f"{path}: expected a list, got {value!r}")
+            return value
+        args = get_args(tp)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                errors.append(f"{path}: expected {len(args)} values, got {len(value)}")
+                return tuple(value)
+            return tuple(_check_value(a, v, f"{path}[{i}]", errors) for i, (a, v) in enumerate(zip(args, value)))
+        elem = args[0] if args else Any
+        out = [_check_value(elem, v, f"{path}[{i}]", errors) for i, v in enumerate(value)]
+        return tuple(out) if origin is tuple else out
+    if origin is dict:
+        if not isinstance(value, dict):
+            errors.append(f"{path}: expected a table, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            errors.append(f"{path}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            errors.append(f"{path}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            errors.append(f"{path}: expected a number, got {value!r}")
+            return value
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            errors.append(f"{path}: expected a string, got {value!r}")
+        return value
+    if tp is Path:
+        if not isinstance(value, (str, Path)):
+            errors.append(f"{path}: expected a path, got {value!r}")
+            return value
+        return Path(value)
+    return value
+
+
+def _build(cls: type[T], data: dict[str, Any], prefix: str, errors: list[str]) -> T:
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    for key in data:
+        if key not in names:
+            errors.append(f"{prefix}{key}: unknown key (known: {', '.join(sorted(names))})")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.init and f.name in data:
+            kwargs[f.name] = _check_value(hints[f.name], data[f.name], prefix + f.name, errors)
+    try:
+        obj = cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        errors.append(f"{prefix.rstrip('.') or cls.__name__}: {exc}")
+        return None  # type: ignore[return-value]
+    validate = getattr(obj, "validate", None)
+    if callable(validate):
+        for problem in validate() or []:
+            errors.append(f"{prefix}{problem}")
+    return obj
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse ``section.key=value`` (the value is TOML, or a bare string) into (path, value)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected section.key=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    """Return a copy of ``data`` with each ``section.key=value`` override set."""
+    data = json.loads(json.dumps(data, default=str))
+    for text in overrides or []:
+        path, value = parse_override(text)
+        node = data
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {text!r}: {part} is not a table")
+        node[path[-1]] = value
+    return data
+
+
+def from_dict(cls: type[T], data: dict[str, Any], overrides: list[str] | None = None) -> T:
+    """Build and validate a config dataclass from a dict; every problem is reported at once."""
+    data = apply_overrides(data, overrides)
+    errors: list[str] = []
+    obj = _build(cls, data, "", errors)
+    if errors:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
+    return obj
+
+
+def load_config(cls: type[T], path: str | Path, overrides: list[str] | None = None) -> T:
+    """Read a TOML file into config class ``cls`` (see :func:`from_dict`)."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return from_dict(cls, data, overrides)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A config as plain TOML/JSON-friendly data (paths as strings, tuples as lists)."""
+
+    def conv(v: Any) -> Any:
+        if dataclasses.is_dataclass(v):
+            return {f.name: conv(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, (list, tuple)):
+            return [conv(x) for x in v]
+        if isinstance(v, Path):
+            return str(v)
+        return v
+
+    return conv(cfg)
+
+
+def dump_toml(data: dict[str, Any]) -> str:
+    """Write nested dicts of scalars/lists as TOML (enough for our configs; None values are skipped)."""
+    lines: list[str] = []
+
+    def scalar(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return json.dumps(v)
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(scalar(x) for x in v) + "]"
+        raise TypeError(f"cannot write {v!r} as TOML")
+
+    def table(d: dict[str, Any], name: str) -> None:
+        simple = {k: v for k, v in d.items() if not isinstance(v, dict) and v is not None}
+        nested = {k: v for k, v in d.items() if isinstance(v, dict)}
+        if name and simple:
+            lines.append(f"[{name}]")
+        for k, v in simple.items():
+            lines.append(f"{k} = {scalar(v)}")
+        if simple:
+            lines.append("")
+        for k, v in nested.items():
+            table(v, f"{name}.{k}" if name else k)
+
+    table(data, "")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Small helpers shared by every stage: progress bars, logging, devices, atomic files."""
