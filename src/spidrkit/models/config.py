@@ -1,0 +1,158 @@
+"""Model configurations with the official field names and defaults (base size).
+
+Field names are those of the official release's configs (which follow fairseq/torchaudio), so an official
+``config.json`` loads as-is: ``SpidRConfig(**json.load(f))``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+ConvLayerConfig = tuple[tuple[int, int, int], ...]
+
+BASE_CONV_LAYERS: ConvLayerConfig = ((512, 10, 5),) + ((512, 3, 2),) * 4 + ((512, 2, 2),) * 2
+
+
+@dataclass(frozen=True)
+class _EncoderConfig:
+    """Fields shared by SpidR and DinoSR (the student/teacher encoder and the codebooks)."""
+
+    extractor_mode: Literal["layer_norm", "group_norm"] = "layer_norm"
+    """Feature-extractor norm: LayerNorm after every conv, or GroupNorm after the first only."""
+    extractor_conv_bias: bool = False
+    extractor_conv_layer_config: ConvLayerConfig = BASE_CONV_LAYERS
+    """(channels, kernel, stride) of each conv block of the feature extractor."""
+    encoder_embed_dim: int = 768
+    encoder_projection_dropout: float = 0.0
+    """Dropout on the projected features before masking (fairseq ``dropout_input``)."""
+    encoder_pos_conv_kernel: int = 95
+    encoder_pos_conv_groups: int = 16
+    encoder_pos_conv_depth: int = 5
+    encoder_num_layers: int = 12
+    encoder_num_heads: int = 12
+    encoder_attention_dropout: float = 0.1
+    encoder_ff_interm_features: int = 3072
+    encoder_ff_interm_dropout: float = 0.0
+    encoder_dropout: float = 0.1
+    encoder_layer_norm_first: bool = False
+    encoder_layer_drop: float = 0.0
+    encoder_qkv_bias: bool = False
+    codebook_size: int = 256
+    """V: codewords per codebook."""
+    codebook_decay: float = 0.9
+    num_codebooks: int = 8
+    """K: one codebook (and one prediction head) for each of the top K teacher layers."""
+    ema_start_decay: float = 0.999
+    ema_final_decay: float = 0.9999
+    ema_final_step: int = 30000
+    ema_exclude_layers: tuple[str, ...] = ("pos_conv_embed",)
+    """Teacher submodules copied from the student instead of averaged."""
+    freeze_step: int = 200000
+    """Step at which the feature extractor and projection stop training."""
+
+    def __post_init__(self) -> None:
+        # JSON gives lists; keep tuples so configs stay hashable and frozen.
+        conv = tuple(tuple(int(v) for v in layer) for layer in self.extractor_conv_layer_config)
+        object.__setattr__(self, "extractor_conv_layer_config", conv)
+        object.__setattr__(self, "ema_exclude_layers", tuple(self.ema_exclude_layers))
+
+    def validate(self) -> list[str]:
+        """Every problem with this config, as ``field: message`` strings."""
+        problems = []
+        if self.encoder_embed_dim % self.encoder_num_heads:
+            problems.append(
+                f"encoder_embed_dim: {self.encoder_embed_dim} is not divisible by "
+                f"encoder_num_heads={self.encoder_num_heads}"
+            )
+        if self.encoder_embed_dim % self.encoder_pos_conv_groups:
+            problems.append("encoder_pos_conv_groups: must divide encoder_embed_dim")
+        if not 1 <= self.num_codebooks <= self.encoder_num_layers:
+            problems.append(
+                f"num_codebooks: {self.num_codebooks} must be in [1, encoder_num_layers="
+                f"{self.encoder_num_layers}]"
+            )
+        if self.codebook_size < 2:
+            problems.append("codebook_size: must be at least 2")
+        if not 0.0 < self.codebook_decay < 1.0:
+            problems.append("codebook_decay: must be in (0, 1)")
+        if self.extractor_mode not in ("layer_norm", "group_norm"):
+            problems.append(f"extractor_mode: {self.extractor_mode!r} is not layer_norm/group_norm")
+        if not self.extractor_conv_layer_config or any(
+            len(layer) != 3 or min(layer) < 1 for layer in self.extractor_conv_layer_config
+        ):
+            problems.append("extractor_conv_layer_config: need (channels, kernel, stride) triples >= 1")
+        for name in ("encoder_projection_dropout", "encoder_attention_dropout",
+                     "encoder_ff_interm_dropout", "encoder_dropout", "encoder_layer_drop"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                problems.append(f"{name}: must be in [0, 1)")
+        return problems
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (lists instead of tuples), the format of the official ``config.json``."""
+        out = dataclasses.asdict(self)
+        out["extractor_conv_layer_config"] = [list(x) for x in self.extractor_conv_layer_config]
+        out["ema_exclude_layers"] = list(self.ema_exclude_layers)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> _EncoderConfig:
+        """Build from a dict, rejecting unknown keys by name."""
+        from spidrkit.config import from_dict
+
+        return from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class SpidRConfig(_EncoderConfig):
+    """SpidR: one prediction head per top-K layer, on the student's same layer.
+
+    Teacher decay ``d(t) = 1 - (1 - ema_start_decay) * exp(-t / ema_timescale)``, 1 once
+    ``1 - d <= ema_threshold``.
+    """
+
+    ema_timescale: int = 20000
+    ema_threshold: float = 1e-7
+
+
+@dataclass(frozen=True)
+class DinoSRConfig(_EncoderConfig):
+    """DinoSR: all K prediction heads on the student's last layer.
+
+    Teacher decay: linear from ``ema_start_decay`` to ``ema_final_decay`` over ``ema_final_step``
+    steps, then constant, then 1 (teacher frozen) from ``freeze_step``.
+    """
+
+    encoder_layer_drop: float = 0.05
+
+
+ModelConfig = SpidRConfig | DinoSRConfig
+ModelType = Literal["spidr", "dinosr"]
+
+
+def config_class(model_type: str) -> type[SpidRConfig] | type[DinoSRConfig]:
+    """The config class of a model type ("spidr" or "dinosr")."""
+    try:
+        return {"spidr": SpidRConfig, "dinosr": DinoSRConfig}[model_type]
+    except KeyError:
+        from spidrkit.errors import ConfigError
+
+        raise ConfigError(f"model type {model_type!r}: expected 'spidr' or 'dinosr'") from None
+
+
+def tiny_overrides() -> dict[str, Any]:
+    """Sizes of the tiny test configuration (as in the parity fixtures)."""
+    return dict(
+        extractor_conv_layer_config=((32, 10, 5),) + ((32, 3, 2),) * 4 + ((32, 2, 2),) * 2,
+        encoder_embed_dim=64,
+        encoder_num_layers=4,
+        encoder_num_heads=4,
+        encoder_ff_interm_features=128,
+        codebook_size=16,
+        num_codebooks=3,
+        encoder_attention_dropout=0.0,
+        encoder_dropout=0.0,
+        encoder_layer_drop=0.0,
+    )
+
