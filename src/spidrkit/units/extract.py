@@ -1,0 +1,410 @@
+"""Feature extraction: chosen layers of an encoder (or a baseline) for every file of a corpus.
+
+```python
+from spidrkit.units.extract import EncoderFeatures, list_audio, extract_features
+items = list_audio("corpus/manifest.csv")                # or a folder of audio files
+source = EncoderFeatures(model, layers=[6])              # any SpidR / DinoSR nn.Module
+stats = extract_features(source, items, "feats/", fmt="pt")
+# feats/<fileid>.pt: float32 [frames, dim], 20 ms frames (feats/layer6/... for several layers)
+```
+
+A *feature source* is any object with ``layers`` (list of int), ``dim``, ``batchable`` (a padded
+batch gives each item what it gives alone), ``num_frames(num_samples)``, ``to(device)`` and
+``__call__(wavs: list of raw 16 kHz [samples] tensors) -> {layer: [batch, frames, dim]}`` (frames
+past ``num_frames(len(wav))`` are padding and dropped). :class:`EncoderFeatures` wraps a spidrkit
+model; :mod:`spidrkit.units.baselines` has MFCC, log-mel and HuggingFace sources.
+
+Files are processed in length-sorted batches (longest first, capped by total padded samples);
+under torchrun, rank r takes every world-th file of the sorted list. A file whose outputs all
+exist is skipped, and every output is written atomically, so a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import csv
+import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from spidrkit.errors import ConfigError, DataError
+from spidrkit.units.baselines import pad_batch
+from spidrkit.utils.files import atomic_write
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+FEATURE_FORMATS = ("pt", "npy")
+
+
+# -- inputs ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AudioItem:
+    """One utterance: ``fileid`` (relative path without extension), its path, length at 16 kHz."""
+
+    fileid: str
+    path: Path
+    num_samples: int
+
+
+def list_audio(source: str | Path) -> list[AudioItem]:
+    """The utterances of a manifest (CSV or fairseq TSV) or of a folder scanned recursively."""
+    source = Path(source)
+    if source.is_dir():
+        from spidrkit.audio import AUDIO_EXTENSIONS, audio_info
+
+        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
+        if not files:
+            raise DataError(
+                f"{source}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) found in this folder"
+            )
+        return [
+            AudioItem(
+                p.relative_to(source).with_suffix("").as_posix(), p, audio_info(p).num_samples()
+            )
+            for p in files
+        ]
+    if not source.is_file():
+        raise DataError(f"{source}: no such manifest or folder")
+    try:
+        from spidrkit.data import read_manifest  # type: ignore[attr-defined]
+    except ImportError:
+        return _read_manifest_csv(source)
+    return [AudioItem(e.fileid, Path(e.path), int(e.num_samples)) for e in read_manifest(source)]
+
+
+def _read_manifest_csv(path: Path) -> list[AudioItem]:
+    """Plain ``fileid,path,num_samples`` CSV or fairseq TSV (used until spidrkit.data lands)."""
+    text = path.read_text().splitlines()
+    items = []
+    if path.suffix == ".tsv":
+        root = Path(text[0].strip())
+        for line in text[1:]:
+            if line.strip():
+                rel, n = line.split("\t")[:2]
+                items.append(AudioItem(Path(rel).with_suffix("").as_posix(), root / rel, int(n)))
+        return items
+    rows = list(csv.DictReader(text))
+    if not rows or not {"fileid", "path", "num_samples"} <= set(rows[0]):
+        raise DataError(f"{path}: expected a CSV with header fileid,path,num_samples")
+    for r in rows:
+        p = Path(r["path"])
+        items.append(
+            AudioItem(r["fileid"], p if p.is_absolute() else path.parent / p, int(r["num_samples"]))
+        )
+    return items
+
+
+def load_waveform(item: AudioItem) -> torch.Tensor:
+    """Raw mono 16 kHz waveform ``[samples]`` float32 (not standardised)."""
+    from spidrkit.audio import load_audio
+
+    return torch.from_numpy(load_audio(item.path))
+
+
+def shard(items: Sequence[AudioItem], rank: int, world: int) -> list[AudioItem]:
+    """Length-sorted (longest first, then fileid) and every ``world``-th item from ``rank``."""
+    if not 0 <= rank < world:
+        raise ConfigError(f"rank {rank} is not in [0, {world})")
+    ordered = sorted(items, key=lambda it: (-it.num_samples, it.fileid))
+    return ordered[rank::world]
+
+
+def dist_rank_world() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from the torchrun environment, (0, 1, 0) otherwise."""
+    env = os.environ
+    return int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0))
+
+
+def make_batches(
+    items: Sequence[AudioItem], *, max_samples: int, max_items: int, batchable: bool = True
+) -> list[list[AudioItem]]:
+    """Consecutive groups of the (already sorted) items whose padded size fits ``max_samples``.
+
+    A batch holds at most ``max_items`` items and ``len(batch) * longest <= max_samples`` (an item
+    longer than ``max_samples`` gets a batch of its own). When the source is not ``batchable``, only
+    items of exactly the same length share a batch.
+    """
+    batches: list[list[AudioItem]] = []
+    cur: list[AudioItem] = []
+    longest = 0
+    for it in items:
+        new_longest = max(longest, it.num_samples)
+        fits = (len(cur) + 1) * new_longest <= max_samples and len(cur) < max_items
+        same = batchable or not cur or cur[0].num_samples == it.num_samples
+        if cur and not (fits and same):
+            batches.append(cur)
+            cur, new_longest = [], it.num_samples
+        cur.append(it)
+        longest = new_longest
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+# -- the encoder as a feature source ---------------------------------------------------------------
+
+
+class EncoderFeatures:
+    """Layer representations of a SpidR / DinoSR model as a feature source.
+
+    Layers are numbered from 1 (layer 6 = the 6th Transformer layer); by default the layer result
+    before the residual (what the paper evaluates), ``before_residual=False`` for the layer output.
+    Only the layers up to the highest one asked are computed. Each waveform is standardised on its
+    own before padding; padded batches carry an attention mask ``[batch, 1, 1, frames]``.
+    """
+
+    def __init__(self, model: Any, layers: Sequence[int], *, before_residual: bool = True) -> None:
+        self.model: nn.Module = getattr(model, "model", model).eval()
+        cfg = self.model.config
+        self.num_layers = int(cfg.encoder_num_layers)
+        layers = sorted(set(int(x) for x in layers))
+        bad = [x for x in layers if not 1 <= x <= self.num_layers]
+        if not layers or bad:
+            raise ConfigError(
+                f"layers must be between 1 and {self.num_layers} for this model, got {list(layers)}"
+            )
+        self.layers = layers
+        self.dim = int(cfg.encoder_embed_dim)
+        self.before_residual = before_residual
+        # group norm normalises the first conv over time, so padding would change the output
+        self.batchable = getattr(cfg, "extractor_mode", "layer_norm") == "layer_norm"
+        self.name = type(self.model).__name__
+
+    def num_frames(self, num_samples: int) -> int:
+        return int(self.model.num_frames(int(num_samples)))
+
+    def to(self, device: torch.device | str) -> EncoderFeatures:
+        self.model.to(device)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def prepare(self, wavs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Standardise each waveform, pad: ``[batch, samples]`` and the frame attention mask."""
+        from spidrkit.audio import standardize
+
+        x, lengths = pad_batch([standardize(w.float()) for w in wavs], self.device)
+        if bool((lengths == x.shape[1]).all()):
+            return x, None
+        frames = torch.tensor([self.num_frames(int(n)) for n in lengths], device=x.device)
+        t = self.num_frames(x.shape[1])
+        mask = torch.arange(t, device=x.device)[None, :] < frames[:, None]
+        return x, mask[:, None, None, :]
+
+    @torch.no_grad()
+    def __call__(self, wavs: list[torch.Tensor]) -> dict[int, torch.Tensor]:
+        x, mask = self.prepare(wavs)
+        outs = self.model.get_intermediate_outputs(
+            x,
+            attention_mask=mask,
+            num_layers=max(self.layers),
+            before_residual=self.before_residual,
+        )
+        return {layer: outs[layer - 1].float() for layer in self.layers}
+
+
+def load_encoder(spec: str, device: torch.device | str = "cpu") -> nn.Module:
+    """A spidrkit model (eval mode, on ``device``) from a preset name or a checkpoint path."""
+    import spidrkit
+
+    if hasattr(spidrkit, "load"):
+        enc = spidrkit.load(spec, device=device)
+        return getattr(enc, "model", enc).eval()
+    from spidrkit.models import PRESETS, build_model
+
+    if spec in PRESETS and PRESETS[spec].url is None:
+        return build_model(PRESETS[spec].model_type, PRESETS[spec].config).to(device).eval()
+    raise ConfigError(f"cannot load {spec!r}: checkpoint loading is not available in this build")
+
+
+# -- running a source over a corpus ----------------------------------------------------------------
+
+
+def iter_features(
+    source: Any,
+    items: Sequence[AudioItem],
+    *,
+    max_batch_seconds: float = 200.0,
+    max_batch_items: int = 64,
+    on_batch: Any = None,
+) -> Iterator[tuple[AudioItem, dict[int, torch.Tensor]]]:
+    """Features of each item, ``(item, {layer: [frames, dim]})``, in length-sorted order.
+
+    Audio of the next batch is decoded in a background thread while the current one runs.
+    ``on_batch(seconds)`` is called after each batch (progress bars).
+    """
+    ordered = sorted(items, key=lambda it: (-it.num_samples, it.fileid))
+    batches = make_batches(
+        ordered,
+        max_samples=int(max_batch_seconds * SAMPLE_RATE),
+        max_items=max_batch_items,
+        batchable=source.batchable,
+    )
+
+    def load(batch: list[AudioItem]) -> list[torch.Tensor]:
+        return [load_waveform(it) for it in batch]
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(load, batches[0]) if batches else None
+        for i, batch in enumerate(batches):
+            assert future is not None
+            wavs = future.result()
+            future = pool.submit(load, batches[i + 1]) if i + 1 < len(batches) else None
+            yield from run_batch(source, batch, wavs)
+            if on_batch is not None:
+                on_batch(sum(w.shape[0] for w in wavs) / SAMPLE_RATE)
+
+
+def run_batch(
+    source: Any, batch: Sequence[AudioItem], wavs: list[torch.Tensor]
+) -> list[tuple[AudioItem, dict[int, torch.Tensor]]]:
+    """Run ``source`` on one batch and crop each item to its own frame count (on CPU)."""
+    frames = [source.num_frames(w.shape[0]) for w in wavs]
+    run = [i for i, t in enumerate(frames) if t > 0]  # too short for one frame: empty output
+    out = source([wavs[i] for i in run]) if run else {}
+    results = []
+    for i, (item, t) in enumerate(zip(batch, frames, strict=True)):
+        if t == 0:
+            feats = {layer: torch.zeros(0, source.dim) for layer in source.layers}
+        else:
+            j = run.index(i)
+            feats = {layer: out[layer][j, :t].detach().cpu().clone() for layer in source.layers}
+        results.append((item, feats))
+    return results
+
+
+def feature_path(out_dir: str | Path, fileid: str, layer: int | None, fmt: str) -> Path:
+    """``<out>/<fileid>.<fmt>``, or ``<out>/layer<L>/<fileid>.<fmt>`` when ``layer`` is given."""
+    base = Path(out_dir) if layer is None else Path(out_dir) / f"layer{layer}"
+    return base / f"{fileid}.{fmt}"
+
+
+def save_features(path: Path, feats: torch.Tensor, fmt: str) -> None:
+    """Atomically write one ``[frames, dim]`` tensor as ``.pt`` or ``.npy``."""
+    with atomic_write(path, "wb") as f:
+        if fmt == "pt":
+            torch.save(feats.contiguous(), f)
+        else:
+            np.save(f, feats.numpy())
+
+
+def load_features(path: str | Path) -> torch.Tensor:
+    """Read a ``.pt`` or ``.npy`` feature file -> ``[frames, dim]`` tensor."""
+    path = Path(path)
+    try:
+        if path.suffix == ".npy":
+            return torch.from_numpy(np.load(path))
+        t = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise DataError(f"{path}: cannot read features ({exc})") from exc
+    if not isinstance(t, torch.Tensor):
+        raise DataError(f"{path}: expected a tensor [frames, dim], found {type(t).__name__}")
+    return t
+
+
+def list_features(folder: str | Path) -> list[tuple[str, Path]]:
+    """``(fileid, path)`` of every ``.pt`` / ``.npy`` file under ``folder``, sorted by fileid."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such features folder")
+    files = sorted(
+        (p.relative_to(folder).with_suffix("").as_posix(), p)
+        for p in folder.rglob("*")
+        if p.suffix in (".pt", ".npy") and not p.name.startswith(".")
+    )
+    if not files:
+        raise DataError(f"{folder}: no .pt or .npy feature files found")
+    return files
+
+
+@dataclass
+class ExtractStats:
+    """What one extraction run did (on this rank)."""
+
+    num_files: int
+    num_skipped: int
+    audio_seconds: float
+    wall_seconds: float
+
+    @property
+    def speed(self) -> float:
+        """Audio seconds processed per wall-clock second."""
+        return self.audio_seconds / self.wall_seconds if self.wall_seconds > 0 else float("inf")
+
+
+def extract_features(
+    source: Any,
+    items: Sequence[AudioItem],
+    out_dir: str | Path,
+    *,
+    fmt: str = "pt",
+    dtype: torch.dtype = torch.float32,
+    rank: int = 0,
+    world: int = 1,
+    max_batch_seconds: float = 200.0,
+    max_batch_items: int = 64,
+    show_progress: bool = True,
+) -> ExtractStats:
+    """Write the features of this rank's share of ``items`` under ``out_dir``; skip finished files.
+
+    One layer: ``<out>/<fileid>.<fmt>``; several: ``<out>/layer<L>/<fileid>.<fmt>``.
+    """
+    if fmt not in FEATURE_FORMATS:
+        raise ConfigError(f"unknown feature format {fmt!r}; use one of {FEATURE_FORMATS}")
+    layers = list(source.layers)
+    per_layer = len(layers) > 1
+
+    def paths(item: AudioItem) -> dict[int, Path]:
+        return {
+            lay: feature_path(out_dir, item.fileid, lay if per_layer else None, fmt)
+            for lay in layers
+        }
+
+    mine = shard(items, rank, world)
+    todo = [it for it in mine if not all(p.exists() for p in paths(it).values())]
+    skipped = len(mine) - len(todo)
+    if skipped:
+        log.info("skipping %d of %d files already extracted", skipped, len(mine))
+    total_s = sum(it.num_samples for it in todo) / SAMPLE_RATE
+    from spidrkit.utils.progress import progress
+
+    bar = progress(
+        total=round(total_s, 2),
+        desc=f"extract[{rank}]" if world > 1 else "extract",
+        unit="s",
+        unit_scale=False,
+        enabled=show_progress,
+        bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} audio-s [{elapsed}<{remaining}, {rate_fmt}]",
+    )
+    start = time.perf_counter()
+    seconds = 0.0
+
+    def on_batch(s: float) -> None:
+        nonlocal seconds
+        seconds += s
+        bar.update(s)
+
+    for item, feats in iter_features(
+        source,
+        todo,
+        max_batch_seconds=max_batch_seconds,
+        max_batch_items=max_batch_items,
+        on_batch=on_batch,
+    ):
+        for layer, path in paths(item).items():
+            save_features(path, feats[layer].to(dtype), fmt)
+    bar.close()
+    return ExtractStats(len(todo), skipped, seconds, time.perf_counter() - start)

@@ -1,0 +1,321 @@
+"""Discrete units: codebook units (argmax of the student heads) or k-means units of a layer.
+
+```python
+import spidrkit
+from spidrkit.units import Tokenizer, KMeans
+tok = Tokenizer(model, layer=6)                                # codebook units of layer 6
+tok = Tokenizer(model, layer=6, kmeans=KMeans.load("km.pt"))   # k-means units
+units = tok(["a.wav", "b.flac"])          # list of LongTensor [n], consecutive repeats merged
+units = tok([wav_tensor], sample_rate=16000)                   # or raw waveforms
+```
+
+Units files are JSONL, one line per utterance ``{"audio": path_or_fileid, "units": [...],
+"durations": [...]}`` (durations in 20 ms frames, present when repeats were merged), and
+optionally a text file with one line of space-separated units per utterance.
+
+Codebook heads and layers: head k (0-based) of a model with L layers and K codebooks predicts the
+codes of teacher layer ``L - K + 1 + k`` (1-based). For SpidR that head sits on the same student
+layer; for DinoSR every head sits on the last student layer but is still named by the teacher layer
+whose codes it predicts. So ``--layer 6`` means the same head index for both models.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from spidrkit.errors import ConfigError, DataError
+from spidrkit.units.extract import SAMPLE_RATE, AudioItem, EncoderFeatures, run_batch
+from spidrkit.units.kmeans import KMeans
+from spidrkit.utils.files import atomic_write
+
+# -- merging repeats -------------------------------------------------------------------------------
+
+
+def dedup(units: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Merge consecutive repeats: ``[T]`` -> (units ``[n]``, durations ``[n]`` in frames)."""
+    if units.numel() == 0:
+        return units.clone(), torch.zeros(0, dtype=torch.long, device=units.device)
+    out, counts = torch.unique_consecutive(units, return_counts=True)
+    return out, counts
+
+
+def expand(units: Sequence[int], durations: Sequence[int] | None) -> list[int]:
+    """Undo :func:`dedup`: repeat each unit by its duration (1 when durations are absent)."""
+    if durations is None:
+        return list(units)
+    if len(durations) != len(units):
+        raise DataError(f"{len(units)} units but {len(durations)} durations")
+    return [u for u, d in zip(units, durations, strict=True) for _ in range(int(d))]
+
+
+# -- records and files -----------------------------------------------------------------------------
+
+
+@dataclass
+class Units:
+    """The units of one utterance; ``durations`` (20 ms frames) is None when not deduplicated."""
+
+    audio: str
+    units: list[int]
+    durations: list[int] | None = None
+
+    @classmethod
+    def from_frames(cls, audio: str, frame_units: torch.Tensor, deduplicate: bool) -> Units:
+        if deduplicate:
+            u, d = dedup(frame_units)
+            return cls(audio, u.tolist(), d.tolist())
+        return cls(audio, frame_units.tolist(), None)
+
+    def to_json(self) -> str:
+        rec: dict[str, Any] = {"audio": self.audio, "units": self.units}
+        if self.durations is not None:
+            rec["durations"] = self.durations
+        return json.dumps(rec)
+
+    def frames(self) -> list[int]:
+        """Units at the frame rate (repeats restored)."""
+        return expand(self.units, self.durations)
+
+
+def write_units(
+    records: Iterable[Units], path: str | Path, *, txt: str | Path | None = None
+) -> int:
+    """Atomically write JSONL (and optionally the text form); returns the number of lines."""
+    records = list(records)
+    with atomic_write(path, "w") as f:
+        for r in records:
+            f.write(r.to_json() + "\n")
+    if txt is not None:
+        with atomic_write(txt, "w") as f:
+            for r in records:
+                f.write(" ".join(str(u) for u in r.units) + "\n")
+    return len(records)
+
+
+def read_units(path: str | Path) -> list[Units]:
+    """Read a units JSONL file (``audio``, ``units``, optional ``durations``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such units file")
+    out = []
+    with path.open() as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+                u = Units(
+                    str(rec["audio"]),
+                    [int(x) for x in rec["units"]],
+                    None if rec.get("durations") is None else [int(x) for x in rec["durations"]],
+                )
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                raise DataError(
+                    f'{path}:{n}: expected {{"audio": ..., "units": [...]}} ({exc})'
+                ) from None
+            if u.durations is not None and len(u.durations) != len(u.units):
+                raise DataError(
+                    f"{path}:{n}: {len(u.units)} units but {len(u.durations)} durations"
+                )
+            out.append(u)
+    return out
+
+
+# -- unit sources ----------------------------------------------------------------------------------
+
+
+def head_layers(model: Any) -> list[int]:
+    """1-based layer named by each codebook head (see the module docstring)."""
+    return [i + 1 for i in model.codebook_layers]
+
+
+class CodebookUnits(EncoderFeatures):
+    """Argmax of the student head of a layer as a feature source ``{layer: [batch, frames, 1]}``.
+
+    ``dim`` is 1 and the values are unit ids (stored as float by the harness' batching, turned back
+    to int64 by :func:`frame_units`).
+    """
+
+    def __init__(self, model: Any, layer: int) -> None:
+        model = getattr(model, "model", model)
+        available = head_layers(model)
+        if layer not in available:
+            raise ConfigError(
+                f"no codebook head for layer {layer}; this model's heads name layers "
+                f"{available[0]}..{available[-1]} (use --kmeans for other layers)"
+            )
+        super().__init__(model, [model.config.encoder_num_layers])
+        self.layers = [layer]
+        self.head = available.index(layer)
+        self.dim = 1
+        from spidrkit.models import model_type_of
+
+        self.same_layer_heads = model_type_of(model) == "spidr"
+
+    @torch.no_grad()
+    def __call__(self, wavs: list[torch.Tensor]) -> dict[int, torch.Tensor]:
+        x, mask = self.prepare(wavs)
+        layer = self.layers[0]
+        if self.same_layer_heads:  # SpidR: the head reads its own layer, stop there
+            h = self.model.get_intermediate_outputs(x, attention_mask=mask, num_layers=layer)
+            logits = self.model.heads[self.head](h[layer - 1])  # [B, T, V]
+        else:
+            logits = self.model.get_codebooks(x, attention_mask=mask)[self.head]
+        return {layer: logits.argmax(-1, keepdim=True).float()}
+
+
+class KMeansUnits:
+    """Features of a source, then the nearest k-means centroid: ``{layer: [batch, frames, 1]}``."""
+
+    def __init__(self, features: Any, kmeans: KMeans) -> None:
+        if len(features.layers) != 1:
+            raise ConfigError("k-means units need exactly one layer")
+        if features.dim != kmeans.dim:
+            raise ConfigError(
+                f"k-means centroids have dimension {kmeans.dim} but layer {features.layers[0]} "
+                f"features have {features.dim}; use the k-means trained on this model and layer"
+            )
+        self.features = features
+        self.kmeans = kmeans
+        self.layers = list(features.layers)
+        self.batchable = features.batchable
+        self.dim = 1
+
+    def num_frames(self, num_samples: int) -> int:
+        return self.features.num_frames(num_samples)
+
+    def to(self, device: torch.device | str) -> KMeansUnits:
+        self.features.to(device)
+        self.kmeans = self.kmeans.to(device)
+        return self
+
+    @torch.no_grad()
+    def __call__(self, wavs: list[torch.Tensor]) -> dict[int, torch.Tensor]:
+        layer = self.layers[0]
+        feats = self.features(wavs)[layer]  # [B, T, D]
+        b, t, d = feats.shape
+        units = self.kmeans.to(feats.device).predict(feats.reshape(b * t, d))
+        return {layer: units.reshape(b, t, 1).float()}
+
+
+def frame_units(out: torch.Tensor) -> torch.Tensor:
+    """``[frames, 1]`` float output of a unit source -> int64 ``[frames]``."""
+    return out[:, 0].round().long()
+
+
+# -- the tokenizer API -----------------------------------------------------------------------------
+
+
+class Tokenizer:
+    """Audio -> discrete units, for spoken-LM training and scoring.
+
+    Args:
+        encoder: a SpidR / DinoSR model (or a ``spidrkit.load`` encoder, or a preset name or
+            checkpoint path, loaded on ``device``).
+        layer: 1-based layer.
+        kmeans: a :class:`KMeans` (or a path to one); None for the model's codebook units.
+        dedup: merge consecutive repeats.
+    """
+
+    def __init__(
+        self,
+        encoder: Any,
+        layer: int,
+        kmeans: KMeans | str | Path | None = None,
+        dedup: bool = True,
+        *,
+        device: torch.device | str | None = None,
+        max_batch_seconds: float = 200.0,
+    ) -> None:
+        if isinstance(encoder, str | Path):
+            from spidrkit.units.extract import load_encoder
+
+            encoder = load_encoder(str(encoder), device or "cpu")
+        if isinstance(kmeans, str | Path):
+            kmeans = KMeans.load(kmeans)
+        model = getattr(encoder, "model", encoder)
+        if kmeans is None:
+            self.source: Any = CodebookUnits(model, layer)
+        else:
+            self.source = KMeansUnits(EncoderFeatures(model, [layer]), kmeans)
+        if device is not None:
+            self.source.to(device)
+        self.layer = layer
+        self.dedup = dedup
+        self.max_batch_seconds = max_batch_seconds
+
+    def _waveforms(self, inputs: Sequence[Any], sample_rate: int) -> list[torch.Tensor]:
+        from spidrkit.audio import load_audio, resample
+
+        wavs = []
+        for x in inputs:
+            if isinstance(x, str | Path):
+                wavs.append(torch.from_numpy(load_audio(x)))
+                continue
+            w = torch.as_tensor(x, dtype=torch.float32)
+            if w.ndim != 1:
+                raise ConfigError(f"waveforms must be 1-D [samples], got shape {tuple(w.shape)}")
+            if sample_rate != SAMPLE_RATE:
+                w = torch.from_numpy(resample(w.cpu().numpy(), sample_rate, SAMPLE_RATE))
+            wavs.append(w)
+        return wavs
+
+    def frames(self, inputs: Sequence[Any], sample_rate: int = SAMPLE_RATE) -> list[torch.Tensor]:
+        """Units at the frame rate (no merging): list of int64 ``[frames]``, in input order."""
+        wavs = self._waveforms(inputs, sample_rate)
+        items = [AudioItem(str(i), Path(str(i)), w.shape[0]) for i, w in enumerate(wavs)]
+        order = sorted(range(len(wavs)), key=lambda i: -wavs[i].shape[0])
+        out: list[torch.Tensor | None] = [None] * len(wavs)
+        cap = int(self.max_batch_seconds * SAMPLE_RATE)
+        i = 0
+        while i < len(order):  # length-sorted batches of at most `cap` padded samples
+            j = i + 1
+            while (
+                j < len(order)
+                and (j - i + 1) * wavs[order[i]].shape[0] <= cap
+                and (self.source.batchable or wavs[order[j]].shape[0] == wavs[order[i]].shape[0])
+            ):
+                j += 1
+            idx = order[i:j]
+            for k, (_, feats) in zip(
+                idx,
+                run_batch(self.source, [items[k] for k in idx], [wavs[k] for k in idx]),
+                strict=True,
+            ):
+                out[k] = frame_units(feats[self.layer])
+            i = j
+        return [o for o in out if o is not None]
+
+    def units(
+        self,
+        inputs: Sequence[Any],
+        names: Sequence[str] | None = None,
+        sample_rate: int = SAMPLE_RATE,
+    ) -> list[Units]:
+        """:class:`Units` records (``audio`` = the path, or ``names[i]``)."""
+        names = names or [
+            str(x) if isinstance(x, str | Path) else str(i) for i, x in enumerate(inputs)
+        ]
+        return [
+            Units.from_frames(n, u, self.dedup)
+            for n, u in zip(names, self.frames(inputs, sample_rate), strict=True)
+        ]
+
+    def __call__(self, inputs: Sequence[Any], sample_rate: int = SAMPLE_RATE) -> list[torch.Tensor]:
+        """Paths or 1-D waveforms -> list of int64 unit tensors (repeats merged if ``dedup``)."""
+        frames = self.frames(inputs, sample_rate)
+        return [dedup(u)[0] if self.dedup else u for u in frames]
+
+
+def units_from_features(
+    features: Iterable[tuple[str, torch.Tensor]], kmeans: KMeans, *, deduplicate: bool
+) -> Iterator[Units]:
+    """k-means units of saved features: ``(name, [frames, dim])`` pairs -> :class:`Units`."""
+    for name, feats in features:
+        yield Units.from_frames(name, kmeans.predict(feats.float()), deduplicate)
