@@ -44,7 +44,9 @@ def test_eval_outputs(case: str) -> None:
         feats = model.features(wav)
         torch.testing.assert_close(feats, exp["features"], **TOL)
         before = model.get_intermediate_outputs(wav)
-        torch.testing.assert_close(torch.stack(before), exp["student_layers_before_residual"], **TOL)
+        torch.testing.assert_close(
+            torch.stack(before), exp["student_layers_before_residual"], **TOL
+        )
         after = model.get_intermediate_outputs(wav, before_residual=False)
         torch.testing.assert_close(torch.stack(after), exp["student_layers_after_residual"], **TOL)
         final, _, _ = model.student(feats)

@@ -6,4 +6,12 @@ __version__ = "0.1.0"
 
 from spidrkit.errors import SpidrkitError  # noqa: E402
 
-__all__ = ["SpidrkitError", "__version__"]
+
+def load(*args, **kwargs):  # type: ignore[no-untyped-def]
+    """Load an encoder by preset name or checkpoint path; see :func:`spidrkit.api.load`."""
+    from spidrkit.api import load as _load
+
+    return _load(*args, **kwargs)
+
+
+__all__ = ["SpidrkitError", "__version__", "load"]

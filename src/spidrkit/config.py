@@ -56,7 +56,10 @@ def _check_value(tp: Any, value: Any, path: str, errors: list[str]) -> Any:
             if len(args) != len(value):
                 errors.append(f"{path}: expected {len(args)} values, got {len(value)}")
                 return tuple(value)
-            return tuple(_check_value(a, v, f"{path}[{i}]", errors) for i, (a, v) in enumerate(zip(args, value)))
+            return tuple(
+                _check_value(a, v, f"{path}[{i}]", errors)
+                for i, (a, v) in enumerate(zip(args, value))
+            )
         elem = args[0] if args else Any
         out = [_check_value(elem, v, f"{path}[{i}]", errors) for i, v in enumerate(value)]
         return tuple(out) if origin is tuple else out

@@ -27,8 +27,19 @@ def run(args: argparse.Namespace) -> int:
         print(f" ({torch.cuda.device_count()} x {torch.cuda.get_device_name(0)})")
     else:
         print()
-    for pkg in ["numpy", "soundfile", "soxr", "tqdm", "tensorboard", "matplotlib", "submitit",
-                "safetensors", "transformers", "espeakng-loader", "wandb"]:
+    for pkg in [
+        "numpy",
+        "soundfile",
+        "soxr",
+        "tqdm",
+        "tensorboard",
+        "matplotlib",
+        "submitit",
+        "safetensors",
+        "transformers",
+        "espeakng-loader",
+        "wandb",
+    ]:
         try:
             print(f"{pkg:<10} {md.version(pkg)}")
         except md.PackageNotFoundError:

@@ -18,7 +18,9 @@ class Codebook(nn.Module):
         super().__init__()
         self.decay = decay
         init = torch.randn(dim, size)
-        init = F.instance_norm(init.unsqueeze(0), eps=1e-5).squeeze(0)  # standardise each row over V
+        init = F.instance_norm(init.unsqueeze(0), eps=1e-5).squeeze(
+            0
+        )  # standardise each row over V
         self.register_buffer("codebook", init.t().contiguous())  # [V, D]
         self.register_buffer("counts", torch.ones(size))  # [V]
 

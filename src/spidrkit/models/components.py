@@ -29,8 +29,9 @@ def num_frames(num_samples: int | Tensor, conv_layers: ConvLayerConfig) -> int |
 class ConvBlock(nn.Module):
     """Conv1d (no padding) -> optional norm -> exact GELU. Input/output [batch, channels, time]."""
 
-    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, bias: bool,
-                 norm: str | None) -> None:
+    def __init__(
+        self, in_ch: int, out_ch: int, kernel: int, stride: int, bias: bool, norm: str | None
+    ) -> None:
         super().__init__()
         if norm == "layer_norm":
             self.layer_norm: nn.Module | None = nn.LayerNorm(out_ch, elementwise_affine=True)
@@ -54,8 +55,9 @@ class ConvBlock(nn.Module):
 class FeatureExtractor(nn.Module):
     """Waveform [batch, samples] -> features [batch, frames, channels] (official ``feature_extractor``)."""
 
-    def __init__(self, conv_layers: ConvLayerConfig, mode: str = "layer_norm",
-                 bias: bool = False) -> None:
+    def __init__(
+        self, conv_layers: ConvLayerConfig, mode: str = "layer_norm", bias: bool = False
+    ) -> None:
         super().__init__()
         blocks = []
         in_ch = 1
@@ -130,7 +132,9 @@ class SelfAttention(nn.Module):
     def forward(self, x: Tensor, attention_mask: Tensor | None = None) -> Tensor:
         """x: [B, T, D]; attention_mask: bool [B, 1, 1, T], True = attend."""
         b, t, d = x.shape
-        q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = (
+            self.qkv(x).view(b, t, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
+        )
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attention_mask, dropout_p=self.dropout if self.training else 0.0
         )
@@ -153,8 +157,17 @@ class FeedForward(nn.Module):
 class EncoderLayer(nn.Module):
     """Transformer layer, post-LN by default. Returns (output x, result f = feed-forward output)."""
 
-    def __init__(self, dim: int, num_heads: int, ff_dim: int, dropout: float, attention_dropout: float,
-                 ff_dropout: float, layer_norm_first: bool, qkv_bias: bool) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        ff_dim: int,
+        dropout: float,
+        attention_dropout: float,
+        ff_dropout: float,
+        layer_norm_first: bool,
+        qkv_bias: bool,
+    ) -> None:
         super().__init__()
         self.attention = SelfAttention(dim, num_heads, attention_dropout, qkv_bias)
         self.dropout = nn.Dropout(dropout)
@@ -163,8 +176,9 @@ class EncoderLayer(nn.Module):
         self.final_layer_norm = nn.LayerNorm(dim)
         self.layer_norm_first = layer_norm_first
 
-    def forward(self, x: Tensor, attention_mask: Tensor | None = None,
-                skip_final_norm: bool = False) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, x: Tensor, attention_mask: Tensor | None = None, skip_final_norm: bool = False
+    ) -> tuple[Tensor, Tensor]:
         if self.layer_norm_first:
             x = x + self.dropout(self.attention(self.layer_norm(x), attention_mask))
             f = self.feed_forward(self.final_layer_norm(x))
@@ -178,26 +192,51 @@ class EncoderLayer(nn.Module):
 class Encoder(nn.Module):
     """Positional conv + layer norm + Transformer layers (the ``student`` and ``teacher``)."""
 
-    def __init__(self, dim: int, num_layers: int, num_heads: int, ff_dim: int, dropout: float,
-                 attention_dropout: float, ff_dropout: float, layer_norm_first: bool,
-                 layer_drop: float, qkv_bias: bool, pos_conv_kernel: int, pos_conv_groups: int,
-                 pos_conv_depth: int) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_layers: int,
+        num_heads: int,
+        ff_dim: int,
+        dropout: float,
+        attention_dropout: float,
+        ff_dropout: float,
+        layer_norm_first: bool,
+        layer_drop: float,
+        qkv_bias: bool,
+        pos_conv_kernel: int,
+        pos_conv_groups: int,
+        pos_conv_depth: int,
+    ) -> None:
         super().__init__()
-        self.pos_conv_embed = ConvPositionalEmbedding(dim, pos_conv_kernel, pos_conv_groups,
-                                                      pos_conv_depth)
+        self.pos_conv_embed = ConvPositionalEmbedding(
+            dim, pos_conv_kernel, pos_conv_groups, pos_conv_depth
+        )
         self.layer_norm = nn.LayerNorm(dim)
         self.dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(
-            EncoderLayer(dim, num_heads, ff_dim, dropout, attention_dropout, ff_dropout,
-                         layer_norm_first, qkv_bias)
+            EncoderLayer(
+                dim,
+                num_heads,
+                ff_dim,
+                dropout,
+                attention_dropout,
+                ff_dropout,
+                layer_norm_first,
+                qkv_bias,
+            )
             for _ in range(num_layers)
         )
         self.layer_norm_first = layer_norm_first
         self.layer_drop = layer_drop
 
-    def forward(self, x: Tensor, attention_mask: Tensor | None = None,
-                num_layers: int | None = None, skip_final_norm: bool = False
-                ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+    def forward(
+        self,
+        x: Tensor,
+        attention_mask: Tensor | None = None,
+        num_layers: int | None = None,
+        skip_final_norm: bool = False,
+    ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
         """x: [B, T, D] -> (final output, layer results f, layer outputs x), each [B, T, D].
 
         Only the first ``num_layers`` layers run. ``skip_final_norm`` skips the last normalisation

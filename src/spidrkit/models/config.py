@@ -82,9 +82,16 @@ class _EncoderConfig:
         if not self.extractor_conv_layer_config or any(
             len(layer) != 3 or min(layer) < 1 for layer in self.extractor_conv_layer_config
         ):
-            problems.append("extractor_conv_layer_config: need (channels, kernel, stride) triples >= 1")
-        for name in ("encoder_projection_dropout", "encoder_attention_dropout",
-                     "encoder_ff_interm_dropout", "encoder_dropout", "encoder_layer_drop"):
+            problems.append(
+                "extractor_conv_layer_config: need (channels, kernel, stride) triples >= 1"
+            )
+        for name in (
+            "encoder_projection_dropout",
+            "encoder_attention_dropout",
+            "encoder_ff_interm_dropout",
+            "encoder_dropout",
+            "encoder_layer_drop",
+        ):
             if not 0.0 <= getattr(self, name) < 1.0:
                 problems.append(f"{name}: must be in [0, 1)")
         return problems
@@ -155,4 +162,3 @@ def tiny_overrides() -> dict[str, Any]:
         encoder_dropout=0.0,
         encoder_layer_drop=0.0,
     )
-

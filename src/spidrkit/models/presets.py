@@ -25,20 +25,32 @@ _BASE_URL = "https://dl.fbaipublicfiles.com/shared/devai/assets/models"
 
 PRESETS: dict[str, Preset] = {
     "spidr_base": Preset(
-        "spidr", SpidRConfig(), f"{_BASE_URL}/spidr_base.pt",
+        "spidr",
+        SpidRConfig(),
+        f"{_BASE_URL}/spidr_base.pt",
         description="SpidR base (official release, LibriSpeech 960 h, 400k steps)",
     ),
     "dinosr_base_reproduced": Preset(
-        "dinosr", DinoSRConfig(), f"{_BASE_URL}/dinosr_base_reproduced.pt",
+        "dinosr",
+        DinoSRConfig(),
+        f"{_BASE_URL}/dinosr_base_reproduced.pt",
         description="DinoSR base reproduced with the SpidR code (official release)",
     ),
     "dinosr_base_original": Preset(
-        "dinosr", DinoSRConfig(encoder_qkv_bias=True),
-        "https://data.csail.mit.edu/placesaudio/dinosr/dinosr.ckpt", fairseq=True,
+        "dinosr",
+        DinoSRConfig(encoder_qkv_bias=True),
+        "https://data.csail.mit.edu/placesaudio/dinosr/dinosr.ckpt",
+        fairseq=True,
         description="original fairseq DinoSR (Liu et al. 2023), converted on load",
     ),
-    "spidr_tiny": Preset("spidr", SpidRConfig(**tiny_overrides()),
-                         description="tiny SpidR for tests and CPU smoke runs (random weights)"),
-    "dinosr_tiny": Preset("dinosr", DinoSRConfig(**tiny_overrides()),
-                          description="tiny DinoSR for tests and CPU smoke runs (random weights)"),
+    "spidr_tiny": Preset(
+        "spidr",
+        SpidRConfig(**tiny_overrides()),
+        description="tiny SpidR for tests and CPU smoke runs (random weights)",
+    ),
+    "dinosr_tiny": Preset(
+        "dinosr",
+        DinoSRConfig(**tiny_overrides()),
+        description="tiny DinoSR for tests and CPU smoke runs (random weights)",
+    ),
 }

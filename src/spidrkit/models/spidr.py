@@ -125,9 +125,14 @@ class _SelfDistillationModel(nn.Module, abc.ABC):
         return self.feature_projection(self.feature_extractor(waveforms))
 
     @torch.no_grad()
-    def get_intermediate_outputs(self, waveforms: Tensor, *, attention_mask: Tensor | None = None,
-                                 num_layers: int | None = None, before_residual: bool = True
-                                 ) -> list[Tensor]:
+    def get_intermediate_outputs(
+        self,
+        waveforms: Tensor,
+        *,
+        attention_mask: Tensor | None = None,
+        num_layers: int | None = None,
+        before_residual: bool = True,
+    ) -> list[Tensor]:
         """Student layer representations, a list of [B, T, D] (layer results ``f`` by default).
 
         Only the first ``num_layers`` layers are computed.
@@ -137,8 +142,9 @@ class _SelfDistillationModel(nn.Module, abc.ABC):
         return results if before_residual else outputs
 
     @torch.no_grad()
-    def get_codebooks(self, waveforms: Tensor, *, attention_mask: Tensor | None = None,
-                      onehot: bool = False) -> list[Tensor]:
+    def get_codebooks(
+        self, waveforms: Tensor, *, attention_mask: Tensor | None = None, onehot: bool = False
+    ) -> list[Tensor]:
         """Per head, the predicted codeword distribution [B, T, V] (one-hot of the argmax if asked)."""
         x = self.features(waveforms)
         final, results, _ = self.student(x, attention_mask)
@@ -149,8 +155,13 @@ class _SelfDistillationModel(nn.Module, abc.ABC):
 
     # -- objective -------------------------------------------------------------------------------
 
-    def forward(self, waveforms: Tensor, *, mask_indices: Tensor | None = None,
-                attention_mask: Tensor | None = None) -> tuple[Tensor, Monitors]:
+    def forward(
+        self,
+        waveforms: Tensor,
+        *,
+        mask_indices: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+    ) -> tuple[Tensor, Monitors]:
         """Masked prediction of teacher codes.
 
         Args:
@@ -181,9 +192,12 @@ class _SelfDistillationModel(nn.Module, abc.ABC):
         final, results, _ = self.student(x, attention_mask, skip_final_norm=self._skip_final_norm())
         inputs = self._head_inputs(results, final)
         log_probs = [
-            head(h[rows, mask_indices].reshape(-1, d)).float() for head, h in zip(self.heads, inputs)
+            head(h[rows, mask_indices].reshape(-1, d)).float()
+            for head, h in zip(self.heads, inputs)
         ]
-        nll = torch.stack([-lp.gather(-1, c[:, None]).squeeze(-1) for lp, c in zip(log_probs, codes)])
+        nll = torch.stack(
+            [-lp.gather(-1, c[:, None]).squeeze(-1) for lp, c in zip(log_probs, codes)]
+        )
         per_frame_loss = nll.mean(0)
 
         with torch.no_grad():
@@ -283,13 +297,16 @@ class DinoSR(_SelfDistillationModel):
         return cfg.ema_start_decay + (cfg.ema_final_decay - cfg.ema_start_decay) * frac
 
 
-def build_model(model_type: str, cfg: SpidRConfig | DinoSRConfig | None = None
-                ) -> SpidR | DinoSR:
+def build_model(model_type: str, cfg: SpidRConfig | DinoSRConfig | None = None) -> SpidR | DinoSR:
     """A fresh model of type "spidr" or "dinosr"."""
     if model_type == "spidr":
-        return SpidR(cfg if cfg is None or isinstance(cfg, SpidRConfig) else _convert(cfg, SpidRConfig))
+        return SpidR(
+            cfg if cfg is None or isinstance(cfg, SpidRConfig) else _convert(cfg, SpidRConfig)
+        )
     if model_type == "dinosr":
-        return DinoSR(cfg if cfg is None or isinstance(cfg, DinoSRConfig) else _convert(cfg, DinoSRConfig))
+        return DinoSR(
+            cfg if cfg is None or isinstance(cfg, DinoSRConfig) else _convert(cfg, DinoSRConfig)
+        )
     from spidrkit.errors import ConfigError
 
     raise ConfigError(f"model type {model_type!r}: expected 'spidr' or 'dinosr'")
@@ -301,5 +318,5 @@ def _convert(cfg, cls):  # type: ignore[no-untyped-def]
 
 
 def model_type_of(model: nn.Module) -> str:
-    """"spidr" or "dinosr"."""
+    """ "spidr" or "dinosr"."""
     return "dinosr" if isinstance(model, DinoSR) else "spidr"
