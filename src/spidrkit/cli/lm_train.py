@@ -1,0 +1,49 @@
+"""Train a causal unit language model (OPT-125M by default) on deduplicated units.
+
+Example (a tiny model on a laptop, then the paper's size on GPUs):
+
+    spidrkit lm-train configs/lm_tiny.toml --set data.train=units/train.jsonl
+    torchrun --nproc-per-node 4 -m spidrkit.cli.main lm-train configs/lm_opt125m.toml \\
+        --set data.train=units/train.jsonl --set data.valid=units/valid.jsonl
+
+The units JSONL is what `spidrkit units` writes. The run folder (run.output_dir) gets
+checkpoint_<step>.pt, best.pt, config.json, metrics.jsonl and TensorBoard events in tb/; running the
+same command again resumes from the newest checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "train a unit language model (OPT-125M or tiny presets) on units JSONL"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="TOML config (see configs/lm_*.toml)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config value, e.g. --set run.max_steps=100 (repeatable)",
+    )
+    parser.add_argument(
+        "--no-resume", action="store_true", help="start from scratch even if checkpoints exist"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from spidrkit.config import load_config
+    from spidrkit.lm.config import LMTrainConfig
+    from spidrkit.lm.train import train_lm
+
+    cfg = load_config(LMTrainConfig, args.config, args.overrides)
+    result = train_lm(cfg, resume=not args.no_resume, show_progress=not args.no_progress)
+    line = f"step {result.step}: train loss {result.train_loss:.4f}"
+    if result.valid_loss is not None:
+        line += f", valid loss {result.valid_loss:.4f} (ppl {result.valid_ppl:.2f})"
+    print(line)
+    print(f"model: {result.output_dir / 'best.pt'}")
+    return 0

@@ -1,0 +1,103 @@
+"""Score ZeroSpeech 2021 sWUGGY / sBLIMP and spoken / topic StoryCloze with a unit LM.
+
+Example (units of every task wav precomputed with `spidrkit units`):
+
+    spidrkit slm-eval --lm runs/lm_tiny --units units/tasks.jsonl \\
+        --lexical sLM21/lexical/dev --syntactic sLM21/syntactic/dev \\
+        --ssc sSC --tsc tSC --out results/slm
+
+Writes <out>/<task>.txt submission files (`<filename> <score>`, e.g. lexical/dev.txt),
+<out>/<task>.loglik.tsv (log-likelihood sum, mean and token count per file) and <out>/scores.json,
+and prints the accuracies (sWUGGY all and in-vocab, sBLIMP overall and by type, sSC, tSC).
+A folder given with --task is recognised from its gold.csv columns.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "zero-shot sWUGGY / sBLIMP / StoryCloze accuracies of a unit LM"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--lm", required=True, help="LM checkpoint (best.pt) or lm-train run folder"
+    )
+    parser.add_argument(
+        "--units", required=True, help="units JSONL covering every task audio file (spidrkit units)"
+    )
+    for flag, what in [
+        ("--lexical", "sWUGGY folder (gold.csv + wavs), e.g. sLM21/lexical/dev"),
+        ("--syntactic", "sBLIMP folder, e.g. sLM21/syntactic/dev"),
+        ("--ssc", "spoken StoryCloze folder"),
+        ("--tsc", "topic StoryCloze folder"),
+        ("--task", "any task folder, kind read from its gold.csv"),
+    ]:
+        parser.add_argument(flag, action="append", default=[], metavar="DIR", help=what)
+    parser.add_argument("--out", help="folder for submission files and scores.json")
+    parser.add_argument(
+        "--normalize",
+        choices=["mean", "sum"],
+        default="mean",
+        help="compare per-token mean log-likelihoods (default, as the SpidR paper) or sums",
+    )
+    parser.add_argument(
+        "--no-eos", action="store_true", help="do not count log p(eos) in the scores"
+    )
+    parser.add_argument(
+        "--no-dedup", action="store_true", help="keep repeated units (use if the LM saw them)"
+    )
+    parser.add_argument("--max-tokens", type=int, default=32768, help="tokens per scoring batch")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from spidrkit.errors import ConfigError
+    from spidrkit.lm.evaluate import UnitsLookup, evaluate_slm, format_table, write_report
+    from spidrkit.lm.train import load_lm
+    from spidrkit.lm.zerospeech import load_task
+    from spidrkit.train.distributed import resolve_device
+
+    tasks = []
+    tasks += [load_task(d, "lexical") for d in args.lexical]
+    tasks += [load_task(d, "syntactic") for d in args.syntactic]
+    tasks += [load_task(d, "storycloze", name=_sc_name("sSC", d, args.ssc)) for d in args.ssc]
+    tasks += [load_task(d, "storycloze", name=_sc_name("tSC", d, args.tsc)) for d in args.tsc]
+    tasks += [load_task(d) for d in args.task]
+    if not tasks:
+        raise ConfigError(
+            "no task folder given: use --lexical, --syntactic, --ssc, --tsc or --task"
+        )
+    names = [t.name for t in tasks]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"two task folders have the same name {names}: rename one folder")
+    model = load_lm(args.lm, device=resolve_device(args.device))
+    report = evaluate_slm(
+        model,
+        tasks,
+        UnitsLookup.from_jsonl(args.units, dedup=not args.no_dedup),
+        normalize=args.normalize,
+        include_eos=not args.no_eos,
+        dedup=not args.no_dedup,
+        max_tokens=args.max_tokens,
+        show_progress=True,
+    )
+    if args.out:
+        write_report(report, args.out)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(format_table(report.results))
+        if args.out:
+            print(f"submission files and scores.json in {args.out}")
+    return 0
+
+
+def _sc_name(label: str, folder: str, all_folders: list[str]) -> str:
+    """``sSC`` / ``tSC``, with the folder name appended when several are given."""
+    from pathlib import Path
+
+    return label if len(all_folders) == 1 else f"{label}/{Path(folder).name}"

@@ -1,0 +1,225 @@
+"""Configs of the unit language model and of its training run (frozen dataclasses, TOML in).
+
+``UnitLMConfig()`` is OPT-125M as used by the SpidR paper's spoken LM (12 layers, 768 wide, 12
+heads, 3072 feed-forward, 2048 learned positions, pre-LN, ReLU, tied input/output embeddings).
+``LM_PRESETS`` holds that size and tiny ones that train in seconds on a CPU (the tests use
+``lm_tiny``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class UnitLMConfig:
+    """Decoder-only Transformer over discrete units. OPT names in brackets."""
+
+    num_units: int = 256
+    """Size of the unit inventory (k-means clusters or codewords); special tokens come on top."""
+    num_layers: int = 12
+    """Transformer blocks [num_hidden_layers]."""
+    embed_dim: int = 768
+    """Model width [hidden_size]."""
+    num_heads: int = 12
+    """Attention heads [num_attention_heads]; must divide ``embed_dim``."""
+    ffn_dim: int = 3072
+    """Feed-forward hidden size [ffn_dim]."""
+    max_positions: int = 2048
+    """Longest sequence including the bos/eos tokens [max_position_embeddings]."""
+    dropout: float = 0.1
+    """Dropout on embeddings, attention output and feed-forward output [dropout]."""
+    attention_dropout: float = 0.0
+    """Dropout on attention probabilities [attention_dropout]."""
+    activation: Literal["relu", "gelu"] = "relu"
+    """Feed-forward activation [activation_function]."""
+    tie_embeddings: bool = True
+    """Share the token embedding with the output projection [tie_word_embeddings]."""
+    bias: bool = True
+    """Biases in linear layers (OPT has them)."""
+
+    @property
+    def vocab_size(self) -> int:
+        """Units plus the special tokens (pad, bos, eos), see :mod:`spidrkit.lm.vocab`."""
+        from spidrkit.lm.vocab import NUM_SPECIALS
+
+        return self.num_units + NUM_SPECIALS
+
+    def validate(self) -> list[str]:
+        problems = []
+        for name in (
+            "num_units",
+            "num_layers",
+            "embed_dim",
+            "num_heads",
+            "ffn_dim",
+            "max_positions",
+        ):
+            if getattr(self, name) < 1:
+                problems.append(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if self.num_heads >= 1 and self.embed_dim % self.num_heads:
+            problems.append(
+                f"num_heads: {self.num_heads} does not divide embed_dim {self.embed_dim}"
+            )
+        if self.max_positions < 3:
+            problems.append("max_positions: must leave room for bos, one unit and eos (>= 3)")
+        for name in ("dropout", "attention_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                problems.append(f"{name}: must be in [0, 1), got {getattr(self, name)}")
+        return problems
+
+
+LM_PRESETS: dict[str, UnitLMConfig] = {
+    # OPT-125M, the SpidR paper's spoken LM (units V=256 of layer 6)
+    "opt_125m": UnitLMConfig(),
+    # a few hundred thousand parameters: trains in seconds on a laptop CPU
+    "lm_small": UnitLMConfig(
+        num_layers=4, embed_dim=128, num_heads=4, ffn_dim=512, max_positions=512, dropout=0.1
+    ),
+    # what the tests reuse
+    "lm_tiny": UnitLMConfig(
+        num_units=16,
+        num_layers=2,
+        embed_dim=32,
+        num_heads=2,
+        ffn_dim=64,
+        max_positions=128,
+        dropout=0.0,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class LMDataConfig:
+    """Where the unit sequences come from and how they are batched."""
+
+    train: Path = Path("units/train.jsonl")
+    """Units JSONL of the training set (``spidrkit units`` output)."""
+    valid: Path | None = None
+    """Units JSONL for validation perplexity; None holds out ``valid_fraction`` of ``train``."""
+    valid_fraction: float = 0.01
+    """Share of training utterances held out when ``valid`` is not given (at least one)."""
+    deduplicate: bool = True
+    """Merge consecutive repeated units (the SpidR/GSLM recipe) unless the file already is."""
+    batching: Literal["pack", "bucket"] = "pack"
+    """``pack``: concatenate ``bos u... eos`` sequences into blocks of ``block_size`` tokens (no
+    padding, as fairseq's ``sample_break_mode=none``); ``bucket``: one utterance per row, rows of
+    similar length batched together up to ``max_tokens`` (padding masked out of the loss)."""
+    block_size: int = 1024
+    """Tokens per packed row (``pack``), or the length at which utterances are cut (``bucket``)."""
+    max_tokens: int = 16384
+    """Tokens per batch per device (``block_size`` x rows for ``pack``)."""
+    num_workers: int = 0
+    """DataLoader worker processes."""
+
+    def validate(self) -> list[str]:
+        problems = []
+        if not 0.0 < self.valid_fraction < 1.0:
+            problems.append(f"valid_fraction: must be in (0, 1), got {self.valid_fraction}")
+        if self.block_size < 3:
+            problems.append(f"block_size: must be >= 3, got {self.block_size}")
+        if self.max_tokens < self.block_size:
+            problems.append(
+                f"max_tokens: {self.max_tokens} is smaller than block_size {self.block_size}"
+            )
+        return problems
+
+
+@dataclass(frozen=True)
+class LMOptimConfig:
+    """AdamW with a linear warm-up, then cosine decay or a constant learning rate."""
+
+    lr: float = 5e-4
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-8
+    weight_decay: float = 0.01
+    clip_norm: float = 1.0
+    """Gradient norm clipping (0 disables it)."""
+    warmup_steps: int = 1000
+    """Linear warm-up from ``init_lr_scale`` x ``lr`` to ``lr``."""
+    schedule: Literal["cosine", "constant"] = "cosine"
+    """After warm-up: half a cosine down to ``final_lr_scale`` x ``lr`` at ``run.max_steps``, or
+    constant (:mod:`spidrkit.train.schedule`)."""
+    init_lr_scale: float = 0.01
+    final_lr_scale: float = 0.0
+
+    def validate(self) -> list[str]:
+        problems = []
+        if self.lr <= 0:
+            problems.append(f"lr: must be > 0, got {self.lr}")
+        if self.warmup_steps < 0:
+            problems.append(f"warmup_steps: must be >= 0, got {self.warmup_steps}")
+        return problems
+
+
+@dataclass(frozen=True)
+class LMRunConfig:
+    """Length of the run, precision, logging and checkpoints."""
+
+    output_dir: Path = Path("runs/lm")
+    max_steps: int = 20000
+    grad_accum: int = 1
+    """Micro-batches per optimizer step."""
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """``auto``: bf16 autocast on CUDA devices that support it, fp32 elsewhere."""
+    seed: int = 0
+    log_every: int = 50
+    valid_every: int = 1000
+    save_every: int = 1000
+    keep_last: int = 2
+    """Checkpoints kept besides ``best.pt`` (lowest validation loss) and ``last.pt``."""
+    device: str = "auto"
+    """``auto`` (cuda if available), ``cpu``, ``cuda``, ``cuda:1``..."""
+    tensorboard: bool = True
+    """Write TensorBoard events when the ``tensorboard`` package is installed."""
+    compile: bool = False
+    """``torch.compile`` the model (CUDA only)."""
+
+    def validate(self) -> list[str]:
+        problems = []
+        for name in ("max_steps", "grad_accum", "log_every", "valid_every", "save_every"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if self.keep_last < 0:
+            problems.append(f"keep_last: must be >= 0, got {self.keep_last}")
+        return problems
+
+
+@dataclass(frozen=True)
+class LMTrainConfig:
+    """The whole ``spidrkit lm-train`` config: ``preset`` picks a size, ``[model]`` overrides it."""
+
+    preset: str = "opt_125m"
+    """Name in :data:`LM_PRESETS`; keys in ``[model]`` override the preset's fields."""
+    model: dict = field(default_factory=dict)
+    data: LMDataConfig = field(default_factory=LMDataConfig)
+    optim: LMOptimConfig = field(default_factory=LMOptimConfig)
+    run: LMRunConfig = field(default_factory=LMRunConfig)
+
+    def validate(self) -> list[str]:
+        if self.preset not in LM_PRESETS:
+            return [f"preset: {self.preset!r} is not one of {sorted(LM_PRESETS)}"]
+        from spidrkit.errors import ConfigError
+
+        try:
+            self.model_config()
+        except ConfigError as exc:  # one line per problem, after the "invalid config:" header
+            return [f"model.{line.strip()}" for line in str(exc).splitlines()[1:]]
+        return []
+
+    def model_config(self) -> UnitLMConfig:
+        """The preset with the ``[model]`` keys applied (validated)."""
+        from spidrkit.config import from_dict, to_dict
+
+        base = to_dict(LM_PRESETS[self.preset])
+        base.update(self.model)
+        return from_dict(UnitLMConfig, base)
+
+
+def model_config_from_dict(data: dict) -> UnitLMConfig:
+    """Rebuild a :class:`UnitLMConfig` saved by :func:`dataclasses.asdict` in a checkpoint."""
+    names = {f.name for f in dataclasses.fields(UnitLMConfig)}
+    return UnitLMConfig(**{k: v for k, v in data.items() if k in names})

@@ -1,0 +1,332 @@
+"""Training loop of the unit LM (``spidrkit lm-train``), on the pretraining engine's infrastructure.
+
+Reuses :mod:`spidrkit.train.distributed` (torchrun/DDP), :mod:`spidrkit.train.schedule` (warm-up +
+cosine), :mod:`spidrkit.train.checkpoint` (atomic save, keep-latest, RNG state, resume) and
+:mod:`spidrkit.train.monitor` (JSONL + TensorBoard). Loss: summed cross-entropy of every target
+token of a step (all micro-batches, all ranks) divided by their global count, so the gradient does
+not depend on how tokens are split over ranks and micro-batches.
+
+Files in ``run.output_dir``: ``checkpoint_<step>.pt`` (full state, the newest ``keep_last``),
+``best.pt`` (weights + model config of the lowest validation loss), ``config.json``,
+``metrics.jsonl``, ``tb/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from spidrkit.config import to_dict
+from spidrkit.errors import CheckpointError, ConfigError, DataError
+from spidrkit.lm.config import LMTrainConfig, UnitLMConfig, model_config_from_dict
+from spidrkit.lm.data import (
+    LMBatches,
+    iterate_batches,
+    max_unit,
+    read_units_jsonl,
+    split_train_valid,
+)
+from spidrkit.lm.model import UnitLM
+from spidrkit.train import checkpoint as ckpt
+from spidrkit.train import distributed as D
+from spidrkit.train.monitor import MetricsLogger, format_postfix
+from spidrkit.train.schedule import make_schedule, make_scheduler
+from spidrkit.utils.files import atomic_write
+from spidrkit.utils.progress import progress
+
+log = logging.getLogger(__name__)
+BEST_NAME = "best.pt"
+
+
+@dataclass(frozen=True)
+class LMTrainResult:
+    """What a finished run reached: ``valid_loss`` in nats per token (None without validation)."""
+
+    step: int
+    train_loss: float
+    valid_loss: float | None
+    valid_ppl: float | None
+    best_valid_loss: float | None
+    output_dir: Path
+
+
+# ------------------------------------------------------------------------------ saving and loading
+
+
+def save_lm(path: str | Path, model: UnitLM, extra: dict | None = None) -> Path:
+    """Write ``{"model": state_dict, "lm_config": {...}}`` atomically (what :func:`load_lm`
+    reads)."""
+    state = {
+        "model": model.state_dict(),
+        "lm_config": dataclasses.asdict(model.cfg),
+        **(extra or {}),
+    }
+    with atomic_write(path, "wb") as f:
+        torch.save(state, f)
+    return Path(path)
+
+
+def resolve_lm_path(path: str | Path) -> Path:
+    """A checkpoint file as is; a run folder -> its ``best.pt``, else its newest checkpoint."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / BEST_NAME).is_file():
+            return path / BEST_NAME
+        latest = ckpt.find_latest_checkpoint(path)
+        if latest is None:
+            raise CheckpointError(f"{path}: no best.pt and no checkpoint_*.pt in this run folder")
+        return latest
+    return path
+
+
+def load_lm(path: str | Path, device: str | torch.device = "cpu") -> UnitLM:
+    """Load a unit LM from a ``best.pt``, a training checkpoint or a run folder, in eval mode."""
+    path = resolve_lm_path(path)
+    state = ckpt.load_checkpoint(path)
+    if "lm_config" not in state:
+        raise CheckpointError(
+            f"{path}: not a unit-LM checkpoint (no 'lm_config'; made by lm-train?)"
+        )
+    model = UnitLM(model_config_from_dict(state["lm_config"]))
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not match the saved LM config: {exc}") from None
+    return model.to(device).eval()
+
+
+# ---------------------------------------------------------------------------------------- pieces
+
+
+def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast when asked (``bf16``) or when ``auto`` on a CUDA device supporting it."""
+    use_bf16 = precision == "bf16" or (
+        precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
+    )
+    if not use_bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def build_datasets(cfg: LMTrainConfig, model_cfg: UnitLMConfig) -> tuple[LMBatches, LMBatches]:
+    """Plan the train and validation batches (validation: ``data.valid`` or a held-out share)."""
+    d = cfg.data
+    train = read_units_jsonl(d.train, dedup=d.deduplicate)
+    if d.valid is not None:
+        valid = read_units_jsonl(d.valid, dedup=d.deduplicate)
+    else:
+        train, valid = split_train_valid(train, d.valid_fraction, seed=cfg.run.seed)
+    top = max(max_unit(train), max_unit(valid))
+    if top >= model_cfg.num_units:
+        raise DataError(
+            f"{d.train}: unit {top} found but model.num_units = {model_cfg.num_units}; "
+            f"set --set model.num_units={top + 1} (or the k-means size)"
+        )
+    kw = dict(mode=d.batching, block_size=d.block_size, max_tokens=d.max_tokens)
+    return (
+        LMBatches(train, model_cfg.num_units, where=str(d.train), **kw),
+        LMBatches(valid, model_cfg.num_units, where=str(d.valid or d.train), **kw),
+    )
+
+
+@torch.no_grad()
+def evaluate(
+    model: UnitLM, batches: LMBatches, dist: D.DistInfo, precision: str = "fp32"
+) -> tuple[float, int]:
+    """Mean cross-entropy (nats per token) and token count over every batch, summed over ranks."""
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=dist.device)
+    count = torch.zeros((), dtype=torch.float64, device=dist.device)
+    for i in range(dist.rank, len(batches), dist.world_size):
+        inputs, targets = (t.to(dist.device) for t in batches.batch(i))
+        with autocast_context(dist.device, precision):
+            loss, n = model.loss(inputs, targets)
+        loss_sum += loss.double()
+        count += n
+    D.all_reduce_sum(loss_sum)
+    D.all_reduce_sum(count)
+    model.train(was_training)
+    total = int(count.item())
+    return (loss_sum.item() / total if total else float("nan")), total
+
+
+def _stream(
+    batches: LMBatches, seed: int, dist: D.DistInfo, epoch: int, index: int, num_workers: int
+) -> Iterator[tuple[int, int, tuple[torch.Tensor, torch.Tensor]]]:
+    """Endless ``(epoch, next_index, batch)`` from position (epoch, index) on."""
+    while True:
+        order = batches.epoch_order(epoch, seed, dist.rank, dist.world_size)
+        for k, batch in enumerate(iterate_batches(batches, order, index, num_workers), index + 1):
+            yield epoch, k, batch
+        epoch, index = epoch + 1, 0
+
+
+# ------------------------------------------------------------------------------------------- loop
+
+
+def train_lm(
+    cfg: LMTrainConfig, *, resume: bool = True, show_progress: bool = True
+) -> LMTrainResult:
+    """Train (or resume) the unit LM described by ``cfg``; returns the final metrics."""
+    run = cfg.run
+    model_cfg = cfg.model_config()
+    if cfg.data.block_size > model_cfg.max_positions:
+        raise ConfigError(
+            f"data.block_size = {cfg.data.block_size} exceeds model.max_positions = "
+            f"{model_cfg.max_positions}"
+        )
+    dist = D.init_distributed(run.device)
+    out = Path(run.output_dir)
+    torch.manual_seed(run.seed)
+    train_batches, valid_batches = build_datasets(cfg, model_cfg)
+    model = UnitLM(model_cfg).to(dist.device)
+    optimizer = torch.optim.AdamW(
+        model.parameters(),
+        lr=cfg.optim.lr,
+        betas=cfg.optim.betas,
+        eps=cfg.optim.eps,
+        weight_decay=cfg.optim.weight_decay,
+    )
+    scheduler = make_scheduler(
+        optimizer,
+        make_schedule(
+            cfg.optim.schedule,
+            warmup_steps=cfg.optim.warmup_steps,
+            total_steps=run.max_steps,
+            init_lr_scale=cfg.optim.init_lr_scale,
+            final_lr_scale=cfg.optim.final_lr_scale,
+        ),
+    )
+    step, epoch, index, best = 0, 0, 0, math.inf
+    latest = ckpt.find_latest_checkpoint(out) if resume else None
+    if latest is not None:
+        state = ckpt.load_checkpoint(latest, map_location=dist.device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step = int(state["step"])
+        epoch, index = int(state["sampler"]["epoch"]), int(state["sampler"]["index"])
+        best = float(state["trainer"].get("best_valid_loss", math.inf))
+        ckpt.restore_rng_state(state["rng"])
+        log.info("resumed from %s at step %d", latest, step)
+    wrapped: torch.nn.Module = model
+    if dist.is_distributed:
+        wrapped = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None
+        )
+    if run.compile and dist.device.type == "cuda":
+        wrapped = torch.compile(wrapped)
+    if dist.is_main:
+        log.info(
+            "unit LM: %.2fM parameters, %d train batches (%d tokens), %d valid batches",
+            model.num_parameters() / 1e6,
+            len(train_batches),
+            train_batches.num_tokens,
+            len(valid_batches),
+        )
+    logger = MetricsLogger(
+        out, enabled=dist.is_main, tensorboard=run.tensorboard, config=to_dict(cfg)
+    )
+    stream = _stream(train_batches, run.seed, dist, epoch, index, cfg.data.num_workers)
+    bar = progress(
+        total=run.max_steps, initial=step, enabled=show_progress and dist.is_main, desc="lm-train"
+    )
+    window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
+    train_loss = valid_loss = float("nan")
+    model.train()
+    try:
+        while step < run.max_steps:
+            micro = [next(stream) for _ in range(run.grad_accum)]
+            epoch, index = micro[-1][0], micro[-1][1]
+            local = sum(int((b[1] != 0).sum()) for _, _, b in micro)
+            total = D.all_reduce_sum(torch.tensor(float(local), device=dist.device)).item()
+            scale = dist.world_size / max(total, 1.0)  # DDP averages gradients over ranks
+            step_loss = 0.0
+            for k, (_, _, (inputs, targets)) in enumerate(micro):
+                inputs, targets = inputs.to(dist.device), targets.to(dist.device)
+                sync = k == len(micro) - 1 or not dist.is_distributed
+                ctx = contextlib.nullcontext() if sync else wrapped.no_sync()
+                with ctx, autocast_context(dist.device, run.precision):
+                    logits = wrapped(inputs)
+                    loss = torch.nn.functional.cross_entropy(
+                        logits.float().flatten(0, 1),
+                        targets.flatten(),
+                        ignore_index=0,
+                        reduction="sum",
+                    )
+                (loss * scale).backward()
+                step_loss += loss.item()
+            grad_norm = torch.nn.utils.clip_grad_norm_(
+                model.parameters(), cfg.optim.clip_norm if cfg.optim.clip_norm > 0 else math.inf
+            )
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+            step += 1
+            bar.update(1)
+            window_loss += step_loss
+            window_tokens += local
+            if step % run.log_every == 0 or step == run.max_steps:
+                sums = D.reduce_scalars({"loss": window_loss, "tokens": window_tokens}, dist.device)
+                train_loss = sums["loss"] / max(sums["tokens"], 1.0)
+                elapsed = time.perf_counter() - window_start
+                metrics = {
+                    "loss": train_loss,
+                    "ppl": math.exp(min(train_loss, 50.0)),
+                    "lr": scheduler.get_last_lr()[0],
+                    "grad_norm": float(grad_norm),
+                    "tokens_per_s": sums["tokens"] / max(elapsed, 1e-9),
+                }
+                logger.log(step, metrics, "train")
+                bar.set_postfix(format_postfix({k: metrics[k] for k in ("loss", "ppl", "lr")}))
+                window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
+            if step % run.valid_every == 0 or step == run.max_steps:
+                valid_loss, _ = evaluate(model, valid_batches, dist, run.precision)
+                logger.log(
+                    step, {"loss": valid_loss, "ppl": math.exp(min(valid_loss, 50.0))}, "valid"
+                )
+                if valid_loss < best:
+                    best = valid_loss
+                    if dist.is_main:
+                        save_lm(out / BEST_NAME, model, {"step": step, "valid_loss": valid_loss})
+            if step % run.save_every == 0 or step == run.max_steps:
+                if dist.is_main:
+                    ckpt.save_checkpoint(
+                        out,
+                        step,
+                        {
+                            "model": model.state_dict(),
+                            "lm_config": dataclasses.asdict(model_cfg),
+                            "optimizer": optimizer.state_dict(),
+                            "scheduler": scheduler.state_dict(),
+                            "scaler": None,
+                            "epoch": epoch,
+                            "step": step,
+                            "rng": ckpt.capture_rng_state(),
+                            "sampler": {"epoch": epoch, "index": index},
+                            "trainer": {"best_valid_loss": best},
+                        },
+                        keep_last=run.keep_last,
+                        config=to_dict(cfg),
+                    )
+                D.barrier()
+    finally:
+        bar.close()
+        logger.close()
+    return LMTrainResult(
+        step=step,
+        train_loss=train_loss,
+        valid_loss=None if math.isnan(valid_loss) else valid_loss,
+        valid_ppl=None if math.isnan(valid_loss) else math.exp(min(valid_loss, 50.0)),
+        best_valid_loss=None if math.isinf(best) else best,
+        output_dir=out,
+    )
