@@ -1,0 +1,115 @@
+"""Data and masking configs: frozen dataclasses with the official recipe's defaults.
+
+Both load from TOML sections through :func:`spidrkit.config.load_config` (``[data]``, ``[masking]``)
+and report every bad value at once through ``validate()``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+MaskSelection = Literal["static", "uniform", "normal", "poisson"]
+
+
+@dataclass(frozen=True)
+class MaskingConfig:
+    """Span masking of encoder frames (fairseq semantics and field names, SPEC section 2).
+
+    mask_prob: expected fraction of frames that start a span, times mask_length [0.8].
+    mask_length: span length in frames [10] (the mean for "uniform"/"normal"/"poisson").
+    mask_selection: how span lengths are drawn: "static" (all mask_length), "uniform"
+        (integers in [mask_other, 2*mask_length]), "normal" (N(mask_length, mask_other), at least 1),
+        "poisson" (Poisson(mask_length)) [static].
+    mask_other: the second parameter of "uniform"/"normal" [0.0].
+    min_masks: at least this many spans per row [2].
+    no_mask_overlap: if True, spans never overlap and keep mask_min_space frames apart [False].
+    mask_min_space: gap between spans when no_mask_overlap is True [1].
+    With defaults, about 55-60% of frames are masked.
+    """
+
+    mask_prob: float = 0.8
+    mask_length: int = 10
+    mask_selection: MaskSelection = "static"
+    mask_other: float = 0.0
+    min_masks: int = 2
+    no_mask_overlap: bool = False
+    mask_min_space: int = 1
+
+    def validate(self) -> list[str]:
+        errors = []
+        if not 0.0 <= self.mask_prob <= 1.0:
+            errors.append(f"mask_prob: {self.mask_prob} is not in [0, 1]")
+        if self.mask_length < 1:
+            errors.append(f"mask_length: {self.mask_length} must be >= 1")
+        if self.min_masks < 0:
+            errors.append(f"min_masks: {self.min_masks} must be >= 0")
+        if self.mask_min_space < 0:
+            errors.append(f"mask_min_space: {self.mask_min_space} must be >= 0")
+        if self.mask_selection == "normal" and self.mask_other < 0:
+            errors.append(f"mask_other: {self.mask_other} must be >= 0 (a standard deviation)")
+        if self.mask_selection == "uniform" and self.mask_other > 2 * self.mask_length:
+            errors.append(
+                f"mask_other: {self.mask_other} exceeds 2*mask_length ({2 * self.mask_length}), "
+                "the top of the uniform range"
+            )
+        return errors
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the audio is and how it is batched (defaults = the official pretraining recipe).
+
+    train_manifests / valid_manifests: manifest files (CSV, archive CSV or fairseq TSV); several are
+        concatenated.
+    sample_rate: model input rate; other rates are resampled when allow_resample [16000].
+    allow_resample: if False, a file at another rate is an error [True].
+    max_batch_samples: cap on batch_size * longest (cropped) item of a batch, per rank [3_800_000].
+    min_sample_size: shorter items are dropped (counted and logged) [2000].
+    max_sample_size: longer items are cropped to this many samples at a random offset [320_000].
+    num_buckets: length buckets; batches are built from items of similar length [1000].
+    batch_mode: "crop": every item is cropped (random offset) to the batch's shortest, no padding,
+        attention_mask None (official); "pad": items are zero-padded to the longest, with an
+        attention mask [crop].
+    shuffle: shuffle items and batches each epoch (deterministic from seed and epoch) [True].
+    num_workers: DataLoader worker processes [4]; prefetch_factor: batches per worker in flight [2].
+    pin_memory: pin batches when CUDA is available [True].
+    """
+
+    train_manifests: tuple[str, ...] = ()
+    valid_manifests: tuple[str, ...] = ()
+    sample_rate: int = 16000
+    allow_resample: bool = True
+    max_batch_samples: int = 3_800_000
+    min_sample_size: int = 2000
+    max_sample_size: int = 320_000
+    num_buckets: int = 1000
+    batch_mode: Literal["crop", "pad"] = "crop"
+    shuffle: bool = True
+    num_workers: int = 4
+    prefetch_factor: int = 2
+    pin_memory: bool = True
+
+    def validate(self) -> list[str]:
+        errors = []
+        if self.sample_rate <= 0:
+            errors.append(f"sample_rate: {self.sample_rate} must be > 0")
+        if self.min_sample_size < 1:
+            errors.append(f"min_sample_size: {self.min_sample_size} must be >= 1")
+        if self.max_sample_size < self.min_sample_size:
+            errors.append(
+                f"max_sample_size: {self.max_sample_size} is below min_sample_size "
+                f"{self.min_sample_size}"
+            )
+        if self.max_batch_samples < self.max_sample_size:
+            errors.append(
+                f"max_batch_samples: {self.max_batch_samples} is below max_sample_size "
+                f"{self.max_sample_size}: the longest item would not fit in a batch"
+            )
+        if self.num_buckets < 1:
+            errors.append(f"num_buckets: {self.num_buckets} must be >= 1")
+        if self.num_workers < 0:
+            errors.append(f"num_workers: {self.num_workers} must be >= 0")
+        if self.prefetch_factor < 1:
+            errors.append(f"prefetch_factor: {self.prefetch_factor} must be >= 1")
+        return errors

@@ -1,0 +1,270 @@
+"""Dataset, collate and DataLoader for pretraining: manifest rows -> :class:`Batch`.
+
+```python
+loader = make_dataloader("train.csv", DataConfig(), MaskingConfig(), seed=0, epoch=0,
+                         rank=rank, world_size=world_size)
+for batch in loader:                       # Batch: waveforms [B, S], mask_indices [B, M], ...
+    batch = batch.to(device, non_blocking=True)
+    loss = model(batch.waveforms, mask_indices=batch.mask_indices,
+                 attention_mask=batch.attention_mask)
+    sampler_state = loader.sampler.state_dict(batch.index + 1)   # save with the checkpoint
+# resume: make_dataloader(..., epoch=state["epoch"], start_batch=state["batches_consumed"])
+```
+
+Each item is decoded (mono, 16 kHz), standardised over the whole utterance, then cropped: to
+``max_sample_size`` at a random offset, and in "crop" mode every item to the batch's shortest at a
+random offset (no padding, ``attention_mask`` None). In "pad" mode items are zero-padded to the longest
+and ``attention_mask`` is bool ``[B, 1, 1, frames]`` (True = attend), or None when no item is padded.
+Crop offsets and masks are drawn in the workers from ``mask_rng(seed, epoch, batch_id)``
+(a numpy Generator; ``batch_id`` is the global batch position), so they do not depend on the
+number of workers and a resumed run reproduces them exactly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from spidrkit.audio.io import standardize
+from spidrkit.data.config import DataConfig, MaskingConfig
+from spidrkit.data.frames import conv_num_frames
+from spidrkit.data.manifest import Manifest, read_manifest
+from spidrkit.data.masking import compute_mask_indices, mask_rng
+from spidrkit.data.sampler import BatchKey, BucketBatchSampler
+
+FramesFn = Callable[[int], int]
+
+
+@dataclass(frozen=True)
+class AudioItem:
+    """One decoded, standardised utterance: ``waveform`` float32 ``[samples]``."""
+
+    index: int
+    fileid: str
+    waveform: np.ndarray
+
+
+@dataclass
+class Batch:
+    """What the training step reads.
+
+    waveforms: float32 [batch, samples], standardised per utterance (zeros in padding).
+    attention_mask: bool [batch, 1, 1, frames], True = attend; None when nothing is padded.
+    mask_indices: int64 [batch, M] masked frame indices (same M per row); None without masking.
+    lengths: int64 [batch] valid samples per row. fileids: [batch] utterance names.
+    num_frames: encoder frames of ``samples``. epoch, batch_id (global), index (this rank's).
+    """
+
+    waveforms: torch.Tensor
+    attention_mask: torch.Tensor | None
+    mask_indices: torch.Tensor | None
+    lengths: torch.Tensor
+    fileids: list[str]
+    num_frames: int
+    epoch: int = 0
+    batch_id: int = 0
+    index: int = 0
+
+    def __len__(self) -> int:
+        return int(self.waveforms.shape[0])
+
+    @property
+    def num_masked(self) -> int:
+        """Masked frames in this batch (batch * M)."""
+        return 0 if self.mask_indices is None else int(self.mask_indices.numel())
+
+    def _map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Batch:
+        return replace(
+            self,
+            waveforms=fn(self.waveforms),
+            attention_mask=None if self.attention_mask is None else fn(self.attention_mask),
+            mask_indices=None if self.mask_indices is None else fn(self.mask_indices),
+            lengths=fn(self.lengths),
+        )
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        return self._map(lambda t: t.to(device, non_blocking=non_blocking))
+
+    def pin_memory(self) -> Batch:
+        """Called by DataLoader(pin_memory=True)."""
+        return self._map(lambda t: t.pin_memory())
+
+
+def _crop(wav: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    if len(wav) <= size:
+        return wav
+    start = int(rng.integers(0, len(wav) - size + 1))
+    return wav[start : start + size]
+
+
+def collate(
+    items: Sequence[AudioItem],
+    *,
+    rng: np.random.Generator,
+    batch_mode: str = "crop",
+    max_sample_size: int | None = None,
+    masking: MaskingConfig | None = None,
+    frames_fn: FramesFn = conv_num_frames,
+    epoch: int = 0,
+    batch_id: int = 0,
+    index: int = 0,
+) -> Batch:
+    """Crop/pad standardised items into a :class:`Batch` and draw its masks from ``rng``."""
+    if not items:
+        raise ValueError("cannot collate an empty batch")
+    wavs = [it.waveform for it in items]
+    if max_sample_size is not None:
+        wavs = [_crop(w, max_sample_size, rng) for w in wavs]
+    lengths = np.array([len(w) for w in wavs], dtype=np.int64)
+    attention_mask = None
+    valid_frames = None
+    if batch_mode == "crop":
+        size = int(lengths.min())
+        wavs = [_crop(w, size, rng) for w in wavs]
+        lengths[:] = size
+        waveforms = torch.from_numpy(np.stack(wavs).astype(np.float32, copy=False))
+        frames = int(frames_fn(size))
+    elif batch_mode == "pad":
+        size = int(lengths.max())
+        out = np.zeros((len(wavs), size), dtype=np.float32)
+        for row, w in enumerate(wavs):
+            out[row, : len(w)] = w
+        waveforms = torch.from_numpy(out)
+        frames = int(frames_fn(size))
+        if (lengths < size).any():
+            valid_frames = np.array([frames_fn(int(n)) for n in lengths], dtype=np.int64)
+            attend = np.arange(frames)[None, :] < valid_frames[:, None]
+            attention_mask = torch.from_numpy(attend).view(len(wavs), 1, 1, frames)
+    else:
+        raise ValueError(f"batch_mode must be 'crop' or 'pad', got {batch_mode!r}")
+    mask_indices = None
+    if masking is not None:
+        idx = compute_mask_indices((len(wavs), frames), valid_frames, masking, rng=rng)
+        mask_indices = torch.from_numpy(idx)
+    return Batch(
+        waveforms=waveforms,
+        attention_mask=attention_mask,
+        mask_indices=mask_indices,
+        lengths=torch.from_numpy(lengths),
+        fileids=[it.fileid for it in items],
+        num_frames=frames,
+        epoch=epoch,
+        batch_id=batch_id,
+        index=index,
+    )
+
+
+class AudioDataset(torch.utils.data.Dataset):
+    """Manifest rows as standardised waveforms; ``dataset[BatchKey]`` returns a whole :class:`Batch`.
+
+    ``dataset[i]`` -> :class:`AudioItem` (full utterance, 16 kHz, standardised).
+    ``dataset[key]`` (a :class:`BatchKey` from :class:`BucketBatchSampler`) -> collated Batch with
+    crops and masks from ``mask_rng(seed, key.epoch, key.batch_id)``.
+    """
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        data_cfg: DataConfig | None = None,
+        masking_cfg: MaskingConfig | None = None,
+        *,
+        seed: int = 0,
+        frames_fn: FramesFn = conv_num_frames,
+    ) -> None:
+        self.manifest = manifest
+        self.cfg = data_cfg or DataConfig()
+        self.masking = masking_cfg
+        self.seed = int(seed)
+        self.frames_fn = frames_fn
+
+    def __len__(self) -> int:
+        return len(self.manifest)
+
+    def item(self, i: int) -> AudioItem:
+        wav = self.manifest.load(
+            i, target_sr=self.cfg.sample_rate, allow_resample=self.cfg.allow_resample
+        )
+        return AudioItem(int(i), self.manifest.fileids[i], standardize(wav))
+
+    def load_batch(self, key: BatchKey) -> Batch:
+        return collate(
+            [self.item(i) for i in key.indices],
+            rng=mask_rng(self.seed, key.epoch, key.batch_id),
+            batch_mode=self.cfg.batch_mode,
+            max_sample_size=self.cfg.max_sample_size,
+            masking=self.masking,
+            frames_fn=self.frames_fn,
+            epoch=key.epoch,
+            batch_id=key.batch_id,
+            index=key.index,
+        )
+
+    def __getitem__(self, key: int | BatchKey) -> Any:
+        if isinstance(key, BatchKey):
+            return self.load_batch(key)
+        return self.item(int(key))
+
+
+def _identity(batch: Batch) -> Batch:
+    return batch
+
+
+def load_manifests(manifests: Manifest | str | os.PathLike | Sequence[Any]) -> Manifest:
+    """A Manifest from a Manifest, a path, or a list of them (concatenated)."""
+    if isinstance(manifests, Manifest):
+        return manifests
+    if isinstance(manifests, (str, os.PathLike)):
+        return read_manifest(Path(manifests))
+    return Manifest.concat([load_manifests(m) for m in manifests])
+
+
+def make_dataloader(
+    manifest: Manifest | str | os.PathLike | Sequence[Any],
+    data_cfg: DataConfig,
+    masking_cfg: MaskingConfig | None,
+    *,
+    seed: int,
+    epoch: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    start_batch: int = 0,
+    frames_fn: FramesFn = conv_num_frames,
+) -> torch.utils.data.DataLoader:
+    """A DataLoader of :class:`Batch` for one rank and one epoch, starting at ``start_batch``.
+
+    ``loader.sampler`` is the :class:`BucketBatchSampler` (``len(loader)`` batches left this epoch,
+    the same on every rank). ``frames_fn``: samples -> encoder frames; pass
+    ``functools.partial(spidrkit.models.num_frames, cfg=model_cfg)`` for a non-standard extractor.
+    """
+    manifest = load_manifests(manifest)
+    sampler = BucketBatchSampler(
+        manifest.num_samples,
+        max_batch_samples=data_cfg.max_batch_samples,
+        min_sample_size=data_cfg.min_sample_size,
+        max_sample_size=data_cfg.max_sample_size,
+        num_buckets=data_cfg.num_buckets,
+        seed=seed,
+        epoch=epoch,
+        rank=rank,
+        world_size=world_size,
+        shuffle=data_cfg.shuffle,
+        start_batch=start_batch,
+    )
+    dataset = AudioDataset(manifest, data_cfg, masking_cfg, seed=seed, frames_fn=frames_fn)
+    workers = data_cfg.num_workers
+    return torch.utils.data.DataLoader(
+        dataset,
+        sampler=sampler,
+        batch_size=None,
+        collate_fn=_identity,
+        num_workers=workers,
+        prefetch_factor=data_cfg.prefetch_factor if workers > 0 else None,
+        pin_memory=data_cfg.pin_memory and torch.cuda.is_available(),
+        persistent_workers=False,
+    )

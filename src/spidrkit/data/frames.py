@@ -1,0 +1,24 @@
+"""Encoder frames per waveform length: the conv formula of SPEC section 2.
+
+``conv_num_frames(16000) == 49``: each feature-extractor conv (kernel k, stride s, no padding) maps n
+samples to ``floor((n - k) / s) + 1`` (0 when n < k). Works on ints and numpy int arrays. The data
+loader uses it unless given the model's own ``spidrkit.models.num_frames`` (same formula, read from
+the model config).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+DEFAULT_CONV_LAYERS: tuple[tuple[int, int], ...] = ((10, 5),) + ((3, 2),) * 4 + ((2, 2),) * 2
+"""(kernel, stride) of the 7 extractor convs (the same in every official and tiny config)."""
+
+
+def conv_num_frames(num_samples, conv_layers: Sequence[tuple[int, int]] = DEFAULT_CONV_LAYERS):
+    """Frames out of the extractor for ``num_samples`` (int or int array)."""
+    n = np.asarray(num_samples, dtype=np.int64)
+    for kernel, stride in conv_layers:
+        n = np.where(n >= kernel, (n - kernel) // stride + 1, 0)
+    return int(n) if n.ndim == 0 else n
