@@ -1,0 +1,108 @@
+"""Write a manifest (fileid,path,num_samples) from audio folders or uncompressed tar archives,
+or check an existing one.
+
+examples:
+  spidrkit manifest LibriSpeech/train-clean-100 -o manifests/train-clean-100.csv
+  spidrkit manifest wavs/ -o train.csv --ext wav,flac --skip-errors
+  spidrkit manifest shard-000.tar shard-001.tar -o shards.csv     # byte offsets, no extraction
+  spidrkit manifest wavs/ -o train.tsv --format tsv               # fairseq TSV
+  spidrkit manifest --validate train.csv                          # every missing/unreadable file
+  spidrkit manifest --validate train.csv --decode                 # decode everything (slower)
+
+num_samples is the length at 16 kHz after resampling (floor(frames * 16000 / sr + 0.5)).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "build a manifest from audio folders or tar archives, or --validate one"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "inputs", nargs="*", type=Path, help="audio folders or uncompressed .tar archives"
+    )
+    parser.add_argument("-o", "--output", type=Path, help="manifest to write (.csv or .tsv)")
+    parser.add_argument(
+        "--ext",
+        default="wav,flac,ogg,opus,mp3",
+        help="comma-separated audio extensions to include (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--format",
+        choices=["csv", "tsv"],
+        default=None,
+        help="csv (official columns) or fairseq tsv (default: from the output suffix, else csv)",
+    )
+    parser.add_argument(
+        "--skip-errors",
+        action="store_true",
+        help="leave unreadable files out (logged) instead of failing",
+    )
+    parser.add_argument(
+        "--validate",
+        type=Path,
+        metavar="MANIFEST",
+        help="check that every row of MANIFEST is readable and has the right length",
+    )
+    parser.add_argument(
+        "--decode", action="store_true", help="with --validate: decode whole files, not headers"
+    )
+    parser.add_argument(
+        "--tolerance",
+        type=int,
+        default=0,
+        help="with --validate: allowed num_samples difference (e.g. for mp3) (default: 0)",
+    )
+    parser.add_argument("--workers", type=int, default=None, help="header-reading threads")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from spidrkit.data.manifest import Manifest, write_manifest
+    from spidrkit.data.scan import scan_directory, scan_tar
+    from spidrkit.data.validate import validate_manifest
+    from spidrkit.errors import DataError
+
+    show = not args.no_progress
+    if args.validate is not None:
+        if args.inputs or args.output:
+            raise DataError("--validate takes only the manifest; drop the inputs and -o")
+        report = validate_manifest(
+            args.validate,
+            decode=args.decode,
+            tolerance=args.tolerance,
+            show_progress=show,
+            num_workers=args.workers,
+        )
+        print(report.summary())
+        return 0 if report.ok else 1
+    if not args.inputs or args.output is None:
+        raise DataError("give audio folders or tar archives and -o OUTPUT (or --validate M.csv)")
+    exts = [e for e in args.ext.split(",") if e.strip()]
+    manifests = []
+    for src in args.inputs:
+        kwargs = dict(
+            extensions=exts,
+            skip_errors=args.skip_errors,
+            show_progress=show,
+            num_workers=args.workers,
+        )
+        if src.is_dir():
+            manifests.append(scan_directory(src, **kwargs))
+        elif src.is_file() and src.suffix == ".tar":
+            manifests.append(scan_tar(src, **kwargs))
+        elif src.is_file():
+            raise DataError(f"{src}: expected a folder or an uncompressed .tar archive")
+        else:
+            raise DataError(f"{src}: not found")
+    manifest = Manifest.concat(manifests)
+    fmt = args.format or ("tsv" if args.output.suffix == ".tsv" else "csv")
+    write_manifest(manifest, args.output, format=fmt)
+    print(
+        f"wrote {args.output}: {len(manifest)} utterances, {manifest.hours:.2f} h at 16 kHz "
+        f"({manifest.kind})"
+    )
+    return 0
