@@ -1,0 +1,150 @@
+"""ABX phone discriminability error of features, units or a checkpoint's layers (SPEC section 4).
+
+Lower is better, chance is 50 %. Defaults = ZeroSpeech 2021 triphone ABX: within speaker, within
+context, angular distance, 20 ms frames, at most 10 items per group and 5 X speakers (seed 0).
+
+examples:
+  # features folder: <feats>/<fileid>.pt or .npy, one [frames, dim] tensor per utterance
+  spidrkit abx dev-clean.item feats/layer6 --speaker within,across --json abx.json --csv cells.csv
+
+  # units JSONL (expanded by their durations, 0/1 distance)
+  spidrkit abx dev-clean.item units.jsonl
+
+  # every layer of a checkpoint, features computed in memory from audio at <root>/<fileid>.flac
+  spidrkit abx dev-clean.item --model spidr_base --layers 4,5,6,7,8 --audio LibriSpeech/dev-clean \\
+      --json spidr_layers.json
+  spidrkit plot abx-layers spidr_layers.json --out abx_layers.png
+"""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "ABX error rate of features, units or checkpoint layers"
+
+
+def _modes(value: str, allowed: tuple[str, ...], flag: str) -> tuple[str, ...]:
+    modes = tuple(v.strip() for v in value.split(",") if v.strip())
+    bad = [m for m in modes if m not in allowed]
+    if bad or not modes:
+        raise argparse.ArgumentTypeError(
+            f"{flag}: choose from {', '.join(allowed)} (got {value!r})"
+        )
+    return modes
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("item", help="ABX item file (#file onset offset #phone prev next speaker)")
+    parser.add_argument(
+        "features",
+        nargs="?",
+        help="features folder (<fileid>.pt/.npy) or units .jsonl; omit with --model",
+    )
+    parser.add_argument(
+        "--speaker",
+        default="within",
+        type=lambda v: _modes(v, ("within", "across"), "--speaker"),
+        help="within, across, or within,across (default: within)",
+    )
+    parser.add_argument(
+        "--context",
+        default="within",
+        type=lambda v: _modes(v, ("within", "any"), "--context"),
+        help="within (triphone ABX), any (phoneme ABX), or within,any (default: within)",
+    )
+    parser.add_argument(
+        "--distance",
+        choices=["angular", "euclidean", "kl_symmetric", "identical"],
+        help="frame distance (default: angular for features, identical for units)",
+    )
+    parser.add_argument("--step", type=float, default=0.02, help="frame step in s (default 0.02)")
+    parser.add_argument(
+        "--drop-last", action="store_true", help="Libri-Light variant: drop each item's last frame"
+    )
+    parser.add_argument(
+        "--max-size-group", type=int, default=10, help="items per group, 0 = all (default 10)"
+    )
+    parser.add_argument(
+        "--max-x-across", type=int, default=5, help="X speakers per cell, 0 = all (default 5)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="subsampling seed (default 0)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cpu)")
+    parser.add_argument("--label", default="", help="name stored in the results (for plots)")
+    parser.add_argument("--layer", type=int, default=None, help="layer stored in the results")
+    parser.add_argument("--json", dest="json_out", help="write results (aggregates) as JSON")
+    parser.add_argument("--json-cells", action="store_true", help="include every cell in --json")
+    parser.add_argument("--csv", dest="csv_out", help="write one row per cell as CSV")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    model = parser.add_argument_group("checkpoint mode (features computed in memory)")
+    model.add_argument("--model", help="preset name or checkpoint path (see spidrkit.load)")
+    model.add_argument("--layers", help="comma-separated layers, from 1 (e.g. 4,5,6)")
+    model.add_argument("--audio", help="audio root: <root>/<fileid>.wav|flac")
+    model.add_argument("--manifest", help="manifest CSV/TSV giving each fileid's audio path")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from spidrkit.errors import ConfigError
+    from spidrkit.eval.abx import (
+        ABXConfig,
+        compute_abx_modes,
+        format_table,
+        read_item_file,
+        write_cells_csv,
+        write_results_json,
+    )
+
+    if (args.model is None) == (args.features is None):
+        raise ConfigError("give either FEATURES (a folder or a units .jsonl) or --model")
+    units = args.features is not None and Path(args.features).suffix == ".jsonl"
+    config = ABXConfig(
+        distance=args.distance or ("identical" if units else "angular"),
+        step=args.step,
+        drop_last=args.drop_last,
+        max_size_group=args.max_size_group or None,
+        max_x_across=args.max_x_across or None,
+        seed=args.seed,
+    )
+    common = dict(
+        speakers=args.speaker,
+        contexts=args.context,
+        device=args.device,
+        show_progress=not args.no_progress,
+    )
+    items = read_item_file(args.item)
+    results = []
+    if args.model is None:
+        results = compute_abx_modes(
+            items, args.features, config, label=args.label, layer=args.layer, **common
+        )
+    else:
+        import spidrkit
+        from spidrkit.eval.abx.model_features import find_audio, model_features
+
+        if not args.layers:
+            raise ConfigError("--model needs --layers (e.g. --layers 4,5,6)")
+        try:
+            layers = [int(v) for v in args.layers.split(",")]
+        except ValueError:
+            raise ConfigError(
+                f"--layers: expected comma-separated integers, got {args.layers!r}"
+            ) from None
+        if args.audio is None and args.manifest is None:
+            raise ConfigError("--model needs --audio ROOT or --manifest CSV to find the audio")
+        audio = find_audio(sorted(set(items.fileid)), args.audio, args.manifest)
+        encoder = spidrkit.load(args.model, device=args.device or "cpu")
+        feats = model_features(encoder, audio, layers, show_progress=not args.no_progress)
+        label = args.label or Path(args.model).stem
+        for layer in layers:
+            results += compute_abx_modes(
+                items, feats.pop(layer), config, label=label, layer=layer, **common
+            )
+    print(format_table(results))
+    if args.json_out:
+        write_results_json(results, args.json_out, with_cells=args.json_cells)
+        print(f"wrote {args.json_out}")
+    if args.csv_out:
+        write_cells_csv(results, args.csv_out)
+        print(f"wrote {args.csv_out}")
+    return 0
