@@ -1,0 +1,109 @@
+"""Pretrain a SpidR or DinoSR model from a TOML config (resumes automatically from its last checkpoint).
+
+The same command runs on one CPU/GPU, under torchrun (one or many nodes, DDP), or on SLURM.
+
+Examples:
+    spidrkit manifest data/wavs --out data/train.csv
+    spidrkit train configs/tiny.toml --set data.train_manifests=data/train.csv --set run.output_dir=runs/tiny
+    torchrun --nproc-per-node 8 -m spidrkit.cli.main train configs/base.toml \\
+        --set 'data.train_manifests=["librispeech/train-960.csv"]'
+    spidrkit train configs/base.toml --slurm --nodes 2 --gpus-per-node 8 --partition gpu --time 3-00:00:00
+
+Outputs in run.output_dir: checkpoints/checkpoint_<step>.pt (official {"model": ...} layout plus
+optimizer, scheduler, RNG and sampler state), checkpoints/config.json, metrics.jsonl, tb/ (TensorBoard).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "pretrain SpidR/DinoSR (single process, torchrun, or SLURM via submitit)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "config", help="pretraining TOML file (see configs/tiny.toml, configs/base.toml)"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config value (TOML syntax; repeatable)",
+    )
+    slurm = parser.add_argument_group("SLURM (submitit)")
+    slurm.add_argument(
+        "--slurm", action="store_true", help="submit to SLURM instead of running here"
+    )
+    slurm.add_argument("--nodes", type=int, default=1, help="nodes [1]")
+    slurm.add_argument(
+        "--gpus-per-node", type=int, default=1, help="GPUs (= processes) per node [1]"
+    )
+    slurm.add_argument("--partition", default=None, help="SLURM partition")
+    slurm.add_argument("--time", default="24:00:00", help="time limit per allocation [24:00:00]")
+    slurm.add_argument("--cpus-per-task", type=int, default=10, help="CPUs per GPU process [10]")
+    slurm.add_argument("--mem-gb", type=int, default=None, help="memory per node in GB")
+    slurm.add_argument("--account", default=None)
+    slurm.add_argument("--qos", default=None)
+    slurm.add_argument("--constraint", default=None)
+    slurm.add_argument(
+        "--slurm-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other submitit parameter, e.g. slurm_exclusive=true (repeatable)",
+    )
+
+
+def _slurm_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    import tomllib
+
+    from spidrkit.errors import ConfigError
+    from spidrkit.train.slurm import SlurmOptions, parse_time
+
+    extra = {}
+    for item in args.slurm_arg:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--slurm-arg {item!r}: expected KEY=VALUE")
+        try:
+            extra[key] = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            extra[key] = raw
+    if args.nodes < 1 or args.gpus_per_node < 1:
+        raise ConfigError("--nodes and --gpus-per-node must be >= 1")
+    return SlurmOptions(
+        nodes=args.nodes,
+        gpus_per_node=args.gpus_per_node,
+        partition=args.partition,
+        time_min=parse_time(args.time),
+        cpus_per_task=args.cpus_per_task,
+        mem_gb=args.mem_gb,
+        account=args.account,
+        qos=args.qos,
+        constraint=args.constraint,
+        extra=extra,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.slurm:
+        from spidrkit.train.slurm import submit
+
+        job = submit(args.config, args.overrides, _slurm_options(args))
+        print(f"submitted SLURM job {job.job_id}")
+        return 0
+
+    from spidrkit.train.config import load_train_config
+    from spidrkit.train.distributed import cleanup
+    from spidrkit.train.loop import fit
+
+    cfg = load_train_config(args.config, args.overrides)
+    try:
+        result = fit(cfg)
+    finally:
+        cleanup()
+    if result.checkpoint is not None:
+        print(f"step {result.step}: {result.checkpoint}")
+    return 0

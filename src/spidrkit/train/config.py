@@ -1,0 +1,270 @@
+"""The pretraining config: ``[run]``, ``[data]``, ``[model]``, ``[optimizer]``, ``[masking]``,
+``[validation]`` sections of one TOML file, with the official recipe as defaults (SPEC section 2).
+
+``[data]`` and ``[masking]`` are :class:`spidrkit.data.config.DataConfig` and ``MaskingConfig``;
+``[model]`` holds :class:`~spidrkit.models.SpidRConfig` or ``DinoSRConfig`` fields, chosen by
+``run.model_type``. :func:`load_train_config` reports every unknown key and bad value at once, each
+named by its dotted path (``optimizer.lr: expected a number, got 'fast'``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from spidrkit.config import apply_overrides, from_dict, to_dict
+from spidrkit.data.config import DataConfig, MaskingConfig
+from spidrkit.errors import ConfigError
+from spidrkit.models import DinoSRConfig, SpidRConfig, config_class
+
+Precision = Literal["fp32", "bf16", "fp16"]
+
+
+def _typed(validate: Callable[[Any], list[str]]) -> Callable[[Any], list[str]]:
+    """Skip range checks when a field has the wrong type (that error is already reported)."""
+
+    @functools.wraps(validate)
+    def wrapper(self: Any) -> list[str]:
+        try:
+            return validate(self)
+        except TypeError:
+            return []
+
+    return wrapper
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What to train, where to write it, and how to run it.
+
+    model_type: "spidr" or "dinosr" (selects the ``[model]`` fields) [spidr].
+    output_dir: checkpoints (``checkpoints/``), ``config.json``, ``metrics.jsonl`` and ``tb/`` go here.
+    max_steps: optimizer steps to train for [400_000].
+    seed: seeds the model init, data order, crops and masks [0].
+    device: "auto" (CUDA when available), "cpu" or "cuda" [auto].
+    precision: autocast dtype: "fp32" (none), "bf16" (official), "fp16" (with a GradScaler) [bf16].
+    compile: wrap the model in torch.compile [False].
+    log_interval: steps between metrics lines and progress-bar updates [100].
+    save_interval: steps between checkpoints (one is always written at the end) [10_000].
+    keep_last: checkpoints kept (older ones are deleted; 0 keeps all) [3].
+    resume: continue from the newest complete checkpoint in ``output_dir`` if there is one [True].
+    init_checkpoint: start from these model weights (official ``{"model": ...}`` file) [none].
+    tensorboard: write TensorBoard event files (needs the ``train`` extra) [True].
+    wandb_project / wandb_name: log to Weights & Biases too (needs the ``wandb`` extra) [off].
+    max_nonfinite_steps: stop with an error after this many non-finite losses in a row [20].
+    collapse_min_active: warn when a codebook used fewer than this fraction of its codewords
+        between two logs [0.1]; collapse_min_target_ppl: warn below this target perplexity [2.0].
+    progress: show a progress bar [True].
+    """
+
+    model_type: Literal["spidr", "dinosr"] = "spidr"
+    output_dir: str = "runs/spidr"
+    max_steps: int = 400_000
+    seed: int = 0
+    device: str = "auto"
+    precision: Precision = "bf16"
+    compile: bool = False
+    log_interval: int = 100
+    save_interval: int = 10_000
+    keep_last: int = 3
+    resume: bool = True
+    init_checkpoint: str | None = None
+    tensorboard: bool = True
+    wandb_project: str | None = None
+    wandb_name: str | None = None
+    max_nonfinite_steps: int = 20
+    collapse_min_active: float = 0.1
+    collapse_min_target_ppl: float = 2.0
+    progress: bool = True
+
+    @_typed
+    def validate(self) -> list[str]:
+        errors = []
+        for name in ("max_steps", "log_interval", "save_interval", "max_nonfinite_steps"):
+            if getattr(self, name) < 1:
+                errors.append(f"{name}: {getattr(self, name)} must be >= 1")
+        if self.keep_last < 0:
+            errors.append(f"keep_last: {self.keep_last} must be >= 0 (0 keeps every checkpoint)")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            errors.append(f"device: {self.device!r} is not auto, cpu, cuda or cuda:N")
+        if not 0.0 <= self.collapse_min_active <= 1.0:
+            errors.append(f"collapse_min_active: {self.collapse_min_active} is not in [0, 1]")
+        return errors
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """AdamW and its learning-rate schedule (official recipe in brackets).
+
+    lr [5e-4], betas [(0.9, 0.95)], eps [1e-6], weight_decay [0.01]: AdamW (fused on CUDA).
+    clip_norm: clip the global gradient norm to this (0 disables) [10.0].
+    scheduler: "tristage" (official), "cosine" or "constant" [tristage].
+    warmup_steps [12_000], hold_steps [188_000], decay_steps [200_000]: tri-stage phases;
+        cosine uses warmup_steps and decays until run.max_steps; constant uses warmup_steps.
+    init_lr_scale: warm-up starts at this fraction of lr [0.01].
+    final_lr_scale: decay ends at this fraction of lr [0.01].
+    fused: force fused AdamW on/off; None = fused exactly when training on CUDA [None].
+    """
+
+    lr: float = 5e-4
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-6
+    weight_decay: float = 0.01
+    clip_norm: float = 10.0
+    scheduler: Literal["tristage", "cosine", "constant"] = "tristage"
+    warmup_steps: int = 12_000
+    hold_steps: int = 188_000
+    decay_steps: int = 200_000
+    init_lr_scale: float = 0.01
+    final_lr_scale: float = 0.01
+    fused: bool | None = None
+
+    @_typed
+    def validate(self) -> list[str]:
+        errors = []
+        if self.lr <= 0:
+            errors.append(f"lr: {self.lr} must be > 0")
+        if not all(0.0 <= b < 1.0 for b in self.betas):
+            errors.append(f"betas: {list(self.betas)} must be in [0, 1)")
+        if self.eps <= 0:
+            errors.append(f"eps: {self.eps} must be > 0")
+        if self.weight_decay < 0:
+            errors.append(f"weight_decay: {self.weight_decay} must be >= 0")
+        if self.clip_norm < 0:
+            errors.append(f"clip_norm: {self.clip_norm} must be >= 0 (0 disables clipping)")
+        for name in ("warmup_steps", "hold_steps", "decay_steps"):
+            if getattr(self, name) < 0:
+                errors.append(f"{name}: {getattr(self, name)} must be >= 0")
+        if self.scheduler == "tristage" and self.decay_steps == 0 and self.final_lr_scale != 1.0:
+            errors.append("decay_steps: must be > 0 for the tristage scheduler")
+        for name in ("init_lr_scale", "final_lr_scale"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                errors.append(f"{name}: {getattr(self, name)} is not in [0, 1]")
+        if self.scheduler == "tristage" and self.final_lr_scale == 0.0:
+            errors.append("final_lr_scale: must be > 0 for the (exponential) tristage decay")
+        return errors
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    """Held-out loss on ``data.valid_manifests``, in the training process.
+
+    interval: steps between validations (0 = only at the end) [10_000].
+    max_batches: cap on batches per manifest (None = all) [None].
+    seed: seeds the validation crops and masks, identical at every validation [1234].
+    """
+
+    interval: int = 10_000
+    max_batches: int | None = None
+    seed: int = 1234
+
+    @_typed
+    def validate(self) -> list[str]:
+        errors = []
+        if self.interval < 0:
+            errors.append(f"interval: {self.interval} must be >= 0")
+        if self.max_batches is not None and self.max_batches < 1:
+            errors.append(f"max_batches: {self.max_batches} must be >= 1")
+        return errors
+
+
+@dataclass(frozen=True)
+class _Sections:
+    """Everything but ``[model]``, whose class depends on ``run.model_type``."""
+
+    run: RunConfig = field(default_factory=RunConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    masking: MaskingConfig = field(default_factory=MaskingConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Sections):
+    """The resolved pretraining config (``config.json`` beside the checkpoints is ``to_dict`` of it)."""
+
+    model: SpidRConfig | DinoSRConfig = field(default_factory=SpidRConfig)
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.run.output_dir)
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return Path(self.run.output_dir) / "checkpoints"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = to_dict(self)
+        out["model"] = self.model.to_dict()
+        return out
+
+
+def _shortcut_lists(data: dict[str, Any]) -> dict[str, Any]:
+    """Let ``data.train_manifests = "a.csv"`` (e.g. from ``--set``) mean a one-item list."""
+    section = data.get("data")
+    if isinstance(section, dict):
+        for key in ("train_manifests", "valid_manifests"):
+            if isinstance(section.get(key), str):
+                section[key] = [section[key]]
+    return data
+
+
+def train_config_from_dict(data: dict[str, Any], overrides: list[str] | None = None) -> TrainConfig:
+    """Build a :class:`TrainConfig` from nested dicts; every problem is reported at once."""
+    data = _shortcut_lists(apply_overrides(data, overrides))
+    unknown = sorted(set(data) - {f.name for f in dataclasses.fields(TrainConfig)})
+    errors = [
+        f"{k}: unknown section (known: data, masking, model, optimizer, run, validation)"
+        for k in unknown
+    ]
+    sections = {
+        k: v for k, v in data.items() if k in {f.name for f in dataclasses.fields(_Sections)}
+    }
+    base = None
+    try:
+        base = from_dict(_Sections, sections)
+    except ConfigError as exc:
+        errors += _problems(exc)
+    model_type = (sections.get("run") or {}).get("model_type", "spidr")
+    model = None
+    if model_type in ("spidr", "dinosr"):
+        model_data = data.get("model", {})
+        if not isinstance(model_data, dict):
+            errors.append(f"model: expected a table, got {model_data!r}")
+        else:
+            try:
+                model = from_dict(config_class(model_type), model_data)
+            except ConfigError as exc:
+                errors += [f"model.{p}" for p in _problems(exc)]
+    if errors:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
+    assert base is not None and model is not None
+    return TrainConfig(
+        **{f.name: getattr(base, f.name) for f in dataclasses.fields(_Sections)}, model=model
+    )
+
+
+def _problems(exc: ConfigError) -> list[str]:
+    text = str(exc)
+    head = "invalid config:\n  "
+    return text[len(head) :].split("\n  ") if text.startswith(head) else [text]
+
+
+def load_train_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a pretraining TOML (see configs/tiny.toml) and apply ``--set section.key=value``."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return train_config_from_dict(data, overrides)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

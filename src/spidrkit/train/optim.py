@@ -1,0 +1,117 @@
+"""Optimizer, LR scheduler, mixed precision and the trainable-parameter set.
+
+- :func:`build_optimizer`: AdamW over the parameters a model trains at step 0 (fused on CUDA).
+- :func:`sync_trainable`: make ``requires_grad`` follow ``model.trainable_named_parameters(step)``.
+  Parameters that stop training (the extractor after ``freeze_step``) stay in the optimizer but get
+  no gradient, and AdamW skips parameters whose ``grad`` is None (no update, no weight decay), which is
+  what rebuilding the optimizer without them would do, while keeping the optimizer state dict stable
+  across resumes.
+- :func:`autocast` / :func:`make_grad_scaler`: fp32, bf16 or fp16 (a GradScaler only for fp16).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from spidrkit.errors import ConfigError
+from spidrkit.train.config import OptimizerConfig
+from spidrkit.train.schedule import make_schedule, make_scheduler
+
+AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def trainable_names(model: nn.Module, step: int) -> list[str]:
+    """Names of the parameters the model trains at ``step`` (all trainable ones if it has no rule)."""
+    rule = getattr(model, "trainable_named_parameters", None)
+    if callable(rule):
+        return [name for name, _ in rule(step)]
+    return [name for name, p in model.named_parameters() if p.requires_grad]
+
+
+def sync_trainable(model: nn.Module, step: int) -> bool:
+    """Set ``requires_grad`` to match :func:`trainable_names`; returns True if anything changed."""
+    wanted = set(trainable_names(model, step))
+    changed = False
+    for name, p in model.named_parameters():
+        flag = name in wanted
+        if p.requires_grad != flag:
+            p.requires_grad_(flag)
+            p.grad = None
+            changed = True
+    return changed
+
+
+def build_optimizer(
+    model: nn.Module, cfg: OptimizerConfig, device: torch.device
+) -> torch.optim.AdamW:
+    """AdamW (official hyper-parameters by default) over the model's step-0 trainable parameters."""
+    names = set(trainable_names(model, 0))
+    params = [p for n, p in model.named_parameters() if n in names]
+    if not params:
+        raise ConfigError("the model has no trainable parameters")
+    fused = cfg.fused if cfg.fused is not None else device.type == "cuda"
+    if fused and device.type not in ("cuda", "cpu"):
+        fused = False
+    return torch.optim.AdamW(
+        params,
+        lr=cfg.lr,
+        betas=tuple(cfg.betas),
+        eps=cfg.eps,
+        weight_decay=cfg.weight_decay,
+        fused=fused or None,
+    )
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: OptimizerConfig, max_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """The configured schedule (cosine decays until ``max_steps``) as a LambdaLR."""
+    schedule = make_schedule(
+        cfg.scheduler,
+        warmup_steps=cfg.warmup_steps,
+        hold_steps=cfg.hold_steps,
+        decay_steps=cfg.decay_steps,
+        total_steps=max_steps,
+        init_lr_scale=cfg.init_lr_scale,
+        final_lr_scale=cfg.final_lr_scale,
+    )
+    return make_scheduler(optimizer, schedule)
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """Refuse precisions the device cannot run, with the fix in the message."""
+    if precision not in AUTOCAST_DTYPES:
+        raise ConfigError(f"run.precision: {precision!r} is not one of fp32, bf16, fp16")
+    if device.type == "cuda" and precision == "bf16" and not torch.cuda.is_bf16_supported():
+        raise ConfigError(
+            "run.precision = 'bf16' but this GPU has no bf16 support; use fp16 or fp32"
+        )
+
+
+@contextlib.contextmanager
+def autocast(precision: str, device: torch.device) -> Iterator[None]:
+    """``torch.autocast`` for bf16/fp16, nothing for fp32."""
+    dtype = AUTOCAST_DTYPES[precision]
+    if dtype is None:
+        yield
+        return
+    with torch.autocast(device_type=device.type, dtype=dtype):
+        yield
+
+
+def make_grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler:
+    """A GradScaler, enabled only for fp16."""
+    return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+
+def clip_gradients(params: list[nn.Parameter], max_norm: float) -> torch.Tensor:
+    """Clip the global gradient norm to ``max_norm`` (0 = no clipping); returns the norm before."""
+    with_grad = [p for p in params if p.grad is not None]
+    if not with_grad:
+        return torch.zeros(())
+    limit = max_norm if max_norm > 0 else float("inf")
+    return torch.nn.utils.clip_grad_norm_(with_grad, limit)
