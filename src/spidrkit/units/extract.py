@@ -22,12 +22,11 @@ exist is skipped, and every output is written atomically, so a killed run resume
 from __future__ import annotations
 
 import concurrent.futures
-import csv
 import logging
 import os
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,63 +49,44 @@ FEATURE_FORMATS = ("pt", "npy")
 
 @dataclass(frozen=True)
 class AudioItem:
-    """One utterance: ``fileid`` (relative path without extension), its path, length at 16 kHz."""
+    """One utterance: ``fileid`` (relative path without extension), how to name it, its length.
+
+    ``manifest``/``index`` point at the manifest row that decodes it (file or archive member);
+    without a manifest, ``path`` is decoded directly.
+    """
 
     fileid: str
-    path: Path
+    path: str
     num_samples: int
+    manifest: Any = field(default=None, repr=False, compare=False)
+    index: int = -1
 
 
-def list_audio(source: str | Path) -> list[AudioItem]:
-    """The utterances of a manifest (CSV or fairseq TSV) or of a folder scanned recursively."""
+def list_audio(source: str | Path, *, show_progress: bool = False) -> list[AudioItem]:
+    """The utterances of a manifest (CSV, archive CSV, fairseq TSV) or of a folder (recursive)."""
+    from spidrkit.data.manifest import read_manifest
+    from spidrkit.data.scan import scan_directory
+
     source = Path(source)
     if source.is_dir():
-        from spidrkit.audio import AUDIO_EXTENSIONS, audio_info
-
-        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
-        if not files:
-            raise DataError(
-                f"{source}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) found in this folder"
-            )
-        return [
-            AudioItem(
-                p.relative_to(source).with_suffix("").as_posix(), p, audio_info(p).num_samples()
-            )
-            for p in files
-        ]
-    if not source.is_file():
-        raise DataError(f"{source}: no such manifest or folder")
-    try:
-        from spidrkit.data import read_manifest  # type: ignore[attr-defined]
-    except ImportError:
-        return _read_manifest_csv(source)
-    return [AudioItem(e.fileid, Path(e.path), int(e.num_samples)) for e in read_manifest(source)]
+        manifest = scan_directory(source, show_progress=show_progress)
+    else:
+        manifest = read_manifest(source)
+    return items_of(manifest)
 
 
-def _read_manifest_csv(path: Path) -> list[AudioItem]:
-    """Plain ``fileid,path,num_samples`` CSV or fairseq TSV (used until spidrkit.data lands)."""
-    text = path.read_text().splitlines()
-    items = []
-    if path.suffix == ".tsv":
-        root = Path(text[0].strip())
-        for line in text[1:]:
-            if line.strip():
-                rel, n = line.split("\t")[:2]
-                items.append(AudioItem(Path(rel).with_suffix("").as_posix(), root / rel, int(n)))
-        return items
-    rows = list(csv.DictReader(text))
-    if not rows or not {"fileid", "path", "num_samples"} <= set(rows[0]):
-        raise DataError(f"{path}: expected a CSV with header fileid,path,num_samples")
-    for r in rows:
-        p = Path(r["path"])
-        items.append(
-            AudioItem(r["fileid"], p if p.is_absolute() else path.parent / p, int(r["num_samples"]))
-        )
-    return items
+def items_of(manifest: Any) -> list[AudioItem]:
+    """One :class:`AudioItem` per row of a :class:`spidrkit.data.manifest.Manifest`."""
+    return [
+        AudioItem(fid, manifest.describe(i), int(n), manifest, i)
+        for i, (fid, n) in enumerate(zip(manifest.fileids, manifest.num_samples, strict=True))
+    ]
 
 
 def load_waveform(item: AudioItem) -> torch.Tensor:
     """Raw mono 16 kHz waveform ``[samples]`` float32 (not standardised)."""
+    if item.manifest is not None:
+        return torch.from_numpy(item.manifest.load(item.index))
     from spidrkit.audio import load_audio
 
     return torch.from_numpy(load_audio(item.path))
@@ -216,18 +196,11 @@ class EncoderFeatures:
         return {layer: outs[layer - 1].float() for layer in self.layers}
 
 
-def load_encoder(spec: str, device: torch.device | str = "cpu") -> nn.Module:
+def load_encoder(spec: str | Path, device: torch.device | str = "cpu") -> nn.Module:
     """A spidrkit model (eval mode, on ``device``) from a preset name or a checkpoint path."""
     import spidrkit
 
-    if hasattr(spidrkit, "load"):
-        enc = spidrkit.load(spec, device=device)
-        return getattr(enc, "model", enc).eval()
-    from spidrkit.models import PRESETS, build_model
-
-    if spec in PRESETS and PRESETS[spec].url is None:
-        return build_model(PRESETS[spec].model_type, PRESETS[spec].config).to(device).eval()
-    raise ConfigError(f"cannot load {spec!r}: checkpoint loading is not available in this build")
+    return spidrkit.load(spec, device=device).model.eval()
 
 
 # -- running a source over a corpus ----------------------------------------------------------------

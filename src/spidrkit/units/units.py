@@ -269,7 +269,7 @@ class Tokenizer:
     def frames(self, inputs: Sequence[Any], sample_rate: int = SAMPLE_RATE) -> list[torch.Tensor]:
         """Units at the frame rate (no merging): list of int64 ``[frames]``, in input order."""
         wavs = self._waveforms(inputs, sample_rate)
-        items = [AudioItem(str(i), Path(str(i)), w.shape[0]) for i, w in enumerate(wavs)]
+        items = [AudioItem(str(i), str(i), w.shape[0]) for i, w in enumerate(wavs)]
         order = sorted(range(len(wavs)), key=lambda i: -wavs[i].shape[0])
         out: list[torch.Tensor | None] = [None] * len(wavs)
         cap = int(self.max_batch_seconds * SAMPLE_RATE)

@@ -1,0 +1,131 @@
+"""Train minibatch k-means (k-means++ init, seeded) on a capped random sample of feature frames.
+
+Frames come from a features folder written by `spidrkit extract`, or straight from audio with an
+encoder (--model + --layer) or a baseline. The result is a weights_only-safe torch file with the
+centroids [k, dim] and metadata (layer, k, inertia, source, ...).
+
+Examples:
+    spidrkit kmeans --features feats/spidr-l6 -k 256 --out km/spidr-l6-256.pt
+    spidrkit kmeans --audio data/train-clean-100.csv --model spidr_base --layer 6 -k 256 \\
+        --max-files 2000 --max-frames 1000000 --out km/spidr-l6-256.pt --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+HELP = "train k-means on features (or audio + encoder) and save the centroids"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from spidrkit.cli.extract import add_source_arguments
+
+    data = parser.add_mutually_exclusive_group(required=True)
+    data.add_argument("--features", metavar="DIR", help="features folder (.pt / .npy per file)")
+    data.add_argument("--audio", metavar="MANIFEST_OR_DIR", help="audio to run --model on")
+    parser.add_argument("-k", "--k", type=int, default=256, help="number of clusters (256)")
+    parser.add_argument("--out", required=True, help="output file (.pt)")
+    parser.add_argument(
+        "--layer",
+        type=int,
+        help="layer to extract with --audio (recorded as metadata with --features)",
+    )
+    add_source_arguments(parser, layers=False)
+    parser.add_argument(
+        "--max-frames",
+        type=int,
+        default=1_000_000,
+        help="frames sampled uniformly at random for training (1,000,000)",
+    )
+    parser.add_argument(
+        "--max-files", type=int, help="use a random subset of this many files (default: all)"
+    )
+    parser.add_argument("--batch-size", type=int, default=10000, help="frames per minibatch")
+    parser.add_argument("--epochs", type=int, default=100, help="max passes over the sample")
+    parser.add_argument(
+        "--patience",
+        type=int,
+        default=20,
+        help="stop after this many minibatches without improvement (0 = never)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed (sampling and k-means)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _subset(n: int, max_files: int | None, seed: int) -> list[int]:
+    import torch
+
+    if max_files is None or max_files >= n:
+        return list(range(n))
+    g = torch.Generator().manual_seed(seed)
+    return sorted(torch.randperm(n, generator=g)[:max_files].tolist())
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+
+    from spidrkit.cli.extract import build_source
+    from spidrkit.errors import ConfigError
+    from spidrkit.train.distributed import resolve_device
+    from spidrkit.units.extract import iter_features, list_audio, list_features, load_features
+    from spidrkit.units.kmeans import KMeansConfig, fit_kmeans, sample_frames
+    from spidrkit.utils.progress import progress
+
+    device = resolve_device(args.device)
+    show = not args.no_progress
+    layer = args.layer
+    if args.features:
+        files = list_features(args.features)
+        files = [files[i] for i in _subset(len(files), args.max_files, args.seed)]
+        stream = (load_features(p) for _, p in progress(files, desc="read features", enabled=show))
+        source_desc = str(args.features)
+        if layer is None:  # <out>/layer6 written by `spidrkit extract --layers 6 7`
+            m = re.fullmatch(r"layer(\d+)", args.features.rstrip("/").split("/")[-1])
+            layer = int(m.group(1)) if m else None
+    else:
+        if args.model and layer is None:
+            raise ConfigError("give the layer to cluster with --layer (e.g. --layer 6)")
+        items = list_audio(args.audio, show_progress=show)
+        items = [items[i] for i in _subset(len(items), args.max_files, args.seed)]
+        source = build_source(args, [layer] if layer is not None else None, device)
+        bar = progress(
+            total=round(sum(it.num_samples for it in items) / 16000, 2),
+            desc="extract",
+            unit="s",
+            enabled=show,
+        )
+        feats = iter_features(
+            source,
+            items,
+            max_batch_seconds=args.batch_seconds,
+            max_batch_items=args.batch_items,
+            on_batch=bar.update,
+        )
+        key = source.layers[0]
+        stream = (f[key] for _, f in feats)
+        source_desc = f"{args.audio} ({args.model or args.baseline})"
+    frames, seen = sample_frames(stream, args.max_frames, seed=args.seed)
+    logging.getLogger("spidrkit.kmeans").info(
+        "sampled %d of %d frames (dim %d)", frames.shape[0], seen, frames.shape[1]
+    )
+    config = KMeansConfig(
+        k=args.k,
+        batch_size=args.batch_size,
+        max_epochs=args.epochs,
+        patience=args.patience,
+        seed=args.seed,
+    )
+    km = fit_kmeans(
+        frames,
+        config,
+        device=device,
+        progress=show,
+        meta={"layer": layer, "source": source_desc, "frames_seen": seen},
+    )
+    km.save(args.out)
+    print(
+        f"k-means k={km.k} dim={km.dim} layer={layer}: inertia/frame "
+        f"{km.meta['inertia_per_frame']:.4f} on {frames.shape[0]} frames -> {args.out}"
+    )
+    return 0

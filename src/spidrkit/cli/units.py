@@ -1,0 +1,121 @@
+"""Turn audio (or saved features) into discrete units, written as JSONL (and optionally text).
+
+Codebook units are the argmax of the model's student head for a layer (SpidR: the head on that
+layer; DinoSR: the head predicting that layer's codes); k-means units are the nearest centroid of
+the layer's features. Consecutive repeats are merged (with durations in 20 ms frames) unless
+--no-dedup. Each JSONL line: {"audio": ..., "units": [...], "durations": [...]}.
+
+Examples:
+    spidrkit units data/dev-clean.csv --model spidr_base --layer 6 --out units/cb-l6.jsonl
+    spidrkit units wavs/ --model spidr_base --layer 6 --kmeans km/spidr-l6-256.pt \\
+        --out units/km-l6.jsonl --txt units/km-l6.txt
+    spidrkit units --features feats/spidr-l6 --kmeans km/spidr-l6-256.pt --out units/km-l6.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "codebook or k-means units of audio/features, as JSONL (+ text)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from spidrkit.cli.extract import add_source_arguments
+
+    parser.add_argument("input", nargs="?", help="manifest or audio folder (omit with --features)")
+    parser.add_argument("--features", metavar="DIR", help="features folder instead of audio")
+    parser.add_argument("--out", required=True, help="output units JSONL file")
+    parser.add_argument("--txt", help="also write one line of space-separated units per utterance")
+    parser.add_argument("--layer", type=int, help="1-based layer")
+    parser.add_argument(
+        "--kmeans",
+        metavar="FILE",
+        help="k-means file from `spidrkit kmeans`; without it, the model's codebook units",
+    )
+    parser.add_argument(
+        "--no-dedup",
+        action="store_true",
+        help="keep one unit per 20 ms frame (no merging of repeats)",
+    )
+    parser.add_argument(
+        "--name",
+        choices=["path", "fileid"],
+        default="path",
+        help="what the 'audio' field holds for audio input (default: path)",
+    )
+    add_source_arguments(parser, layers=False)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from spidrkit.cli.extract import build_source
+    from spidrkit.errors import ConfigError
+    from spidrkit.train.distributed import resolve_device
+    from spidrkit.units.extract import iter_features, list_audio, list_features, load_features
+    from spidrkit.units.kmeans import KMeans
+    from spidrkit.units.units import (
+        CodebookUnits,
+        KMeansUnits,
+        Units,
+        frame_units,
+        units_from_features,
+        write_units,
+    )
+    from spidrkit.utils.progress import progress
+
+    dedup = not args.no_dedup
+    show = not args.no_progress
+    device = resolve_device(args.device)
+    kmeans = KMeans.load(args.kmeans, device) if args.kmeans else None
+    if args.features:
+        if args.input:
+            raise ConfigError("give either an audio input or --features, not both")
+        if kmeans is None:
+            raise ConfigError("units from --features need --kmeans (codebook units need audio)")
+        files = list_features(args.features)
+        stream = (
+            (fid, load_features(p).to(device))
+            for fid, p in progress(files, desc="units", enabled=show)
+        )
+        records = list(units_from_features(stream, kmeans, deduplicate=dedup))
+    else:
+        if not args.input:
+            raise ConfigError("give a manifest or audio folder, or --features DIR")
+        if args.layer is None and not args.baseline:
+            raise ConfigError("give the layer with --layer (e.g. --layer 6)")
+        items = list_audio(args.input, show_progress=show)
+        if kmeans is not None:
+            source = KMeansUnits(
+                build_source(args, [args.layer] if args.layer is not None else None, device),
+                kmeans,
+            ).to(device)
+        elif args.baseline:
+            raise ConfigError("baselines have no codebooks: give --kmeans")
+        elif not args.model:
+            raise ConfigError("give the encoder with --model CKPT_OR_PRESET")
+        else:
+            from spidrkit.units.extract import load_encoder
+
+            source = CodebookUnits(load_encoder(args.model, device), args.layer)
+        bar = progress(
+            total=round(sum(it.num_samples for it in items) / 16000, 2),
+            desc="units",
+            unit="s",
+            enabled=show,
+        )
+        key = source.layers[0]
+        by_id = {}
+        for item, out in iter_features(
+            source,
+            items,
+            max_batch_seconds=args.batch_seconds,
+            max_batch_items=args.batch_items,
+            on_batch=bar.update,
+        ):
+            name = item.fileid if args.name == "fileid" else item.path
+            by_id[item.fileid] = Units.from_frames(name, frame_units(out[key]), dedup)
+        bar.close()
+        records = [by_id[it.fileid] for it in items]  # input order
+    n = write_units(records, args.out, txt=args.txt)
+    print(f"{n} utterances -> {args.out}" + (f" and {args.txt}" if args.txt else ""))
+    return 0
