@@ -420,11 +420,15 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
         header = [h.strip() for h in next(csv.reader([first]))]
         if "fileid" in header and "num_samples" in header:
             return _read_csv(path, f, header)
-        if path.suffix == ".tsv" or "\t" not in first:
+        line2 = f.tell()
+        second = f.readline()
+        f.seek(line2)
+        if b"\t" in second or (path.suffix == ".tsv" and not second.strip()):
             return _read_tsv(path, f, first)
         raise DataError(
-            f"{path}: unknown manifest format; expected a CSV header "
-            f"{','.join(FILE_COLUMNS)!r} or a fairseq TSV (root folder on the first line)"
+            f"{path}: header {first!r} lacks the manifest columns; expected a CSV header "
+            f"{','.join(FILE_COLUMNS)!r} or {','.join(ARCHIVE_COLUMNS)!r}, or a fairseq TSV "
+            "(root folder on the first line, then path<TAB>num_samples)"
         )
 
 

@@ -8,13 +8,15 @@ the sorted masked frame indices of each row, the same M for every row (the model
    (one draw for the whole batch when ``valid_frames`` is None, one per row otherwise);
 2. span lengths from ``mask_selection`` (static / uniform / normal / poisson, see MaskingConfig);
 3. span starts drawn without replacement from ``[0, T - shortest span)`` (at least ``n + 1``
-   positions, so tiny rows still get spans), spans clipped to T; with ``no_mask_overlap`` the spans
+   positions, as fairseq, but never past T, so even a 1-frame row gets a masked frame), spans
+   clipped to T; with ``no_mask_overlap`` the spans
    are placed one by one, longest first, in the free gaps, ``mask_min_space`` frames apart;
 4. indices made unique, then every row subsampled at random to the smallest row count M.
 
 Randomness comes only from the ``numpy.random.Generator`` passed in. The data loader derives it with
 :func:`mask_rng` from (seed, epoch, batch id), so a resumed run draws the same masks. With the default
-config about 55-60% of frames are masked (``1 - exp(-0.8)`` plus the min_masks/rounding effects).
+config about 56-59% of a row's frames are masked (``1 - exp(-0.8)`` plus edge effects); the
+subsampling to the batch's smallest count brings a batch of 8 rows of 10 s down to about 52%.
 """
 
 from __future__ import annotations
@@ -120,9 +122,12 @@ def compute_mask_indices(
         elif n == 0:
             idx = np.zeros(0, dtype=np.int64)
         else:
-            population = max(size - int(lengths.min()), n + 1)
+            # fairseq widens the start range to n + 1 positions for short rows; starts >= size
+            # would mask nothing, so the range also stops at size (only matters for size < n + 1)
+            population = min(max(size - int(lengths.min()), n + 1), size)
+            n = min(n, population)
             starts = rng.choice(population, n, replace=False).astype(np.int64)
-            idx = _expand(starts, lengths)
+            idx = _expand(starts, lengths[:n])
         rows.append(np.unique(idx[idx < size]).astype(np.int64))
     m = min((len(r) for r in rows), default=0)
     out = np.empty((batch, m), dtype=np.int64)
