@@ -1,0 +1,234 @@
+"""Unit-LM data, training (resume equals a straight run) and the lm-train -> slm-eval path."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+
+import pytest
+import torch
+
+from spidrkit.cli.main import main
+from spidrkit.config import from_dict
+from spidrkit.errors import DataError
+from spidrkit.lm.config import LMTrainConfig
+from spidrkit.lm.data import LMBatches, UnitRecord, read_units_jsonl
+from spidrkit.lm.train import load_lm, train_lm
+from spidrkit.lm.vocab import PAD, encode
+from spidrkit.train.checkpoint import list_checkpoints, load_checkpoint
+
+NUM_UNITS = 16
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one thread is ~100x faster than several threads fighting over a busy CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _language(seed: int = 0, num_words: int = 12):
+    """Words = fixed unit strings without repeats inside; sentences = random word sequences."""
+    rng = random.Random(seed)
+    words = []
+    while len(words) < num_words:
+        w = [rng.randrange(NUM_UNITS) for _ in range(rng.randint(4, 6))]
+        if all(a != b for a, b in zip(w, w[1:])) and w not in words:
+            words.append(w)
+    return rng, words
+
+
+def _write_units(path, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        for audio, units in rows:
+            f.write(json.dumps({"audio": audio, "units": units}) + "\n")
+    return path
+
+
+def _train_rows(rng, words, n):
+    rows = []
+    for i in range(n):
+        units = [u for _ in range(rng.randint(3, 8)) for u in rng.choice(words)]
+        # 20 ms frames before deduplication: every unit repeated 1-3 times
+        rows.append((f"train/utt{i}.wav", [u for u in units for _ in range(rng.randint(1, 3))]))
+    return rows
+
+
+def test_read_units_deduplicates_and_reports_bad_lines(tmp_path):
+    path = _write_units(tmp_path / "u.jsonl", [("a", [1, 1, 2, 2, 1]), ("b", [])])
+    recs = read_units_jsonl(path)
+    assert [r.units for r in recs] == [[1, 2, 1], []]
+    assert read_units_jsonl(path, dedup=False)[0].units == [1, 1, 2, 2, 1]
+    (tmp_path / "bad.jsonl").write_text('{"audio": "a", "units": [1]}\n{"audio": "b"}\n')
+    with pytest.raises(DataError, match="bad.jsonl:2"):
+        read_units_jsonl(tmp_path / "bad.jsonl")
+
+
+def test_packing_makes_every_token_a_target_once():
+    recs = [UnitRecord(str(i), list(range(i % 7))) for i in range(23)]
+    batches = LMBatches(recs, 8, mode="pack", block_size=10, max_tokens=30)
+    stream = torch.cat([encode(r.units, 8) for r in recs])
+    targets = torch.cat([batches.batch(i)[1].flatten() for i in range(len(batches))])
+    assert targets[targets != PAD].tolist() == stream[1:].tolist()
+    for i in range(len(batches)):
+        inputs, tgt = batches.batch(i)
+        assert inputs.shape[0] <= 3 and inputs.shape[1] <= 10
+        real = tgt != PAD
+        assert torch.equal(inputs[:, 1:][real[:, 1:]], tgt[:, :-1][real[:, 1:]])  # shifted
+
+
+def test_bucketing_respects_max_tokens_and_keeps_rows_whole():
+    rng = random.Random(0)
+    recs = [
+        UnitRecord(str(i), [rng.randrange(5) for _ in range(rng.randint(0, 40))]) for i in range(50)
+    ]
+    batches = LMBatches(recs, 5, mode="bucket", block_size=64, max_tokens=120)
+    seen = 0
+    for i in range(len(batches)):
+        inputs, targets = batches.batch(i)
+        assert inputs.numel() <= 120
+        seen += int((targets != PAD).sum())
+    assert seen == sum(len(r.units) + 1 for r in recs) == batches.num_tokens
+
+
+def test_epoch_order_is_seeded_and_split_over_ranks():
+    recs = [UnitRecord(str(i), [1, 2, 3]) for i in range(40)]
+    batches = LMBatches(recs, 4, mode="bucket", block_size=8, max_tokens=20)  # 5 rows per batch
+    assert len(batches) == 8
+    a = batches.epoch_order(0, seed=1, rank=0, world_size=3)
+    b = batches.epoch_order(0, seed=1, rank=1, world_size=3)
+    assert len(a) == len(b) == 2 and not set(a) & set(b)
+    assert batches.epoch_order(0, 1, 0, 3) == a
+    assert batches.epoch_order(1, 1) != batches.epoch_order(0, 1)
+
+
+def _cfg(tmp_path, train, out, **run):
+    return from_dict(
+        LMTrainConfig,
+        {
+            "preset": "lm_tiny",
+            "model": {"num_units": NUM_UNITS, "dropout": 0.1},
+            "data": {
+                "train": str(train),
+                "valid_fraction": 0.1,
+                "batching": "pack",
+                "block_size": 32,
+                "max_tokens": 128,
+            },
+            "optim": {"lr": 3e-3, "warmup_steps": 2},
+            "run": {
+                "output_dir": str(out),
+                "device": "cpu",
+                "log_every": 1,
+                "valid_every": 2,
+                "save_every": 2,
+                "keep_last": 0,
+                "tensorboard": False,
+                **run,
+            },
+        },
+    )
+
+
+def test_resume_equals_straight_run(tmp_path):
+    rng, words = _language()
+    train = _write_units(tmp_path / "train.jsonl", _train_rows(rng, words, 60))
+    out = tmp_path / "run"
+    train_lm(_cfg(tmp_path, train, out, max_steps=4), show_progress=False)
+    straight = load_checkpoint(out / "checkpoint_00000004.pt")
+    assert [s for s, _ in list_checkpoints(out)] == [2, 4]
+    (out / "checkpoint_00000004.pt").unlink()
+    result = train_lm(_cfg(tmp_path, train, out, max_steps=4), show_progress=False)
+    resumed = load_checkpoint(out / "checkpoint_00000004.pt")
+    assert result.step == 4
+    for k, v in straight["model"].items():
+        assert torch.equal(v, resumed["model"][k]), k
+    assert straight["sampler"] == resumed["sampler"]
+    metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert {m["split"] for m in metrics} == {"train", "valid"}
+
+
+def test_unit_range_checked_against_the_model(tmp_path):
+    train = _write_units(tmp_path / "t.jsonl", [("a", [1, 2, 40]), ("b", [3, 4])])
+    with pytest.raises(DataError, match="unit 40 found.*model.num_units=41"):
+        train_lm(_cfg(tmp_path, train, tmp_path / "r", max_steps=1), show_progress=False)
+
+
+def test_train_then_slm_eval_lexical(tmp_path, capsys):
+    """A tiny LM trained on sentences of 12 'words' tells them from non-words (end to end)."""
+    rng, words = _language()
+    train = _write_units(tmp_path / "units" / "train.jsonl", _train_rows(rng, words, 400))
+    run_dir = tmp_path / "runs" / "lm"
+    code = main(
+        [
+            "lm-train",
+            "configs/lm_tiny.toml",
+            "--no-progress",
+            "--set",
+            f"data.train={json.dumps(str(train))}",
+            "--set",
+            f"run.output_dir={json.dumps(str(run_dir))}",
+            "--set",
+            "run.max_steps=250",
+            "--set",
+            "run.valid_every=125",
+        ]
+    )
+    assert code == 0
+    assert (run_dir / "best.pt").is_file() and (run_dir / "config.json").is_file()
+
+    # the lexical task: each word vs a non-word of the same length, spoken by two "voices"
+    folder = tmp_path / "sLM21" / "lexical" / "dev"
+    folder.mkdir(parents=True)
+    gold, task_units = ["filename,id,voice,correct,word,phones,frequency,length"], []
+    for i, w in enumerate(words):
+        fake = list(w)
+        while fake in words or any(a == b for a, b in zip(fake, fake[1:])):
+            fake = [rng.randrange(NUM_UNITS) for _ in w]
+        for voice in ("v1", "v2"):
+            for name, units, correct in [(f"w{i}{voice}", w, 1), (f"n{i}{voice}", fake, 0)]:
+                gold.append(f"{name},{i},{voice},{correct},w{i},p,{i % 3},{len(w)}")
+                # voices differ in durations only, like two speakers saying the same units
+                reps = 1 if voice == "v1" else 2
+                task_units.append(
+                    (f"lexical/dev/{name}.wav", [u for u in units for _ in range(reps)])
+                )
+    (folder / "gold.csv").write_text("\n".join(gold) + "\n")
+    units = _write_units(tmp_path / "units" / "tasks.jsonl", task_units)
+    out = tmp_path / "results"
+    capsys.readouterr()
+    code = main(
+        [
+            "slm-eval",
+            "--lm",
+            str(run_dir),
+            "--units",
+            str(units),
+            "--lexical",
+            str(folder),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
+    assert code == 0
+    table = capsys.readouterr().out
+    assert "sWUGGY all" in table and "sWUGGY in-vocab" in table
+    report = json.loads((out / "scores.json").read_text())
+    (lex,) = report["results"]
+    assert lex["name"] == "lexical/dev" and lex["num_pairs"] == 24 and lex["num_items"] == 12
+    assert lex["accuracy"] >= 0.8, lex
+    assert 0.0 <= lex["by"]["in_vocab"] <= 1.0
+    lines = (out / "lexical" / "dev.txt").read_text().splitlines()
+    assert len(lines) == 48 and all(len(x.split(" ")) == 2 for x in lines)
+    tsv = (out / "lexical" / "dev.loglik.tsv").read_text().splitlines()
+    assert tsv[0] == "filename\tlogprob_sum\tlogprob_mean\tnum_tokens" and len(tsv) == 49
+    # the same LM through the Python API agrees with the files
+    model = load_lm(run_dir / "best.pt")
+    assert model.cfg.num_units == NUM_UNITS and not model.training
+    shutil.rmtree(out)
