@@ -12,6 +12,7 @@ item gives alone (padded frames never leak into valid ones).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -42,10 +43,21 @@ class Encoder:
         model: SpidR | DinoSR,
         device: str | torch.device = "cpu",
         max_batch_samples: int = 16000 * 120,
+        precision: str = "fp32",
     ) -> None:
+        if precision not in ("fp32", "bf16", "fp16"):
+            raise SpidrkitError(f"precision {precision!r}: expected fp32, bf16 or fp16")
         self.model = model.to(device).eval()
         self.device = torch.device(device)
         self.max_batch_samples = max_batch_samples
+        self.precision = precision
+
+    def _autocast(self) -> Any:
+        """Mixed precision on the model's device (no-op in fp32; fp16 only on CUDA)."""
+        if self.precision == "fp32" or (self.precision == "fp16" and self.device.type != "cuda"):
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
 
     @property
     def num_layers(self) -> int:
@@ -158,8 +170,9 @@ class Encoder:
         for idx in self._batches(wavs):
             group = [wavs[i] for i in idx]
             batch, mask, frames = self._pad(group)
-            x = self._projected(batch, group)
-            _, res, outs = self.model.student(x, mask, num_layers=max(layers))
+            with self._autocast():
+                x = self._projected(batch, group)
+                _, res, outs = self.model.student(x, mask, num_layers=max(layers))
             reps = res if before_residual else outs
             for j, i in enumerate(idx):
                 results[i] = {n: reps[n - 1][j, : frames[j]].float().cpu() for n in layers}
@@ -181,10 +194,11 @@ class Encoder:
         for idx in self._batches(wavs):
             group = [wavs[i] for i in idx]
             batch, mask, frames = self._pad(group)
-            x = self._projected(batch, group)
-            final, res, _ = self.model.student(x, mask)
-            inputs = self.model._head_inputs(res, final)
-            codes = [head(h).argmax(-1).cpu() for head, h in zip(self.model.heads, inputs)]
+            with self._autocast():
+                x = self._projected(batch, group)
+                final, res, _ = self.model.student(x, mask)
+                inputs = self.model.head_inputs(res, final)
+                codes = [head(h).argmax(-1).cpu() for head, h in zip(self.model.heads, inputs)]
             for j, i in enumerate(idx):
                 results[i] = {n: c[j, : frames[j]] for n, c in zip(layer_ids, codes)}
         return results

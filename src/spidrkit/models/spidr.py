@@ -1,6 +1,6 @@
 """SpidR and DinoSR: student/teacher self-distillation with online codebooks (SPEC section 2).
 
-Both models share everything but where the prediction heads read the student (``_head_inputs``) and the
+Both models share everything but where the prediction heads read the student (``head_inputs``) and the
 teacher's decay schedule (``ema_decay``).
 """
 
@@ -108,7 +108,7 @@ class _SelfDistillationModel(nn.Module, abc.ABC):
         return self
 
     @abc.abstractmethod
-    def _head_inputs(self, results: list[Tensor], final: Tensor) -> list[Tensor]:
+    def head_inputs(self, results: list[Tensor], final: Tensor) -> list[Tensor]:
         """What each head reads: [B, T, D] per head."""
 
     def _skip_final_norm(self) -> bool:
@@ -148,7 +148,7 @@ class _SelfDistillationModel(nn.Module, abc.ABC):
         """Per head, the predicted codeword distribution [B, T, V] (one-hot of the argmax if asked)."""
         x = self.features(waveforms)
         final, results, _ = self.student(x, attention_mask)
-        probs = [head(h).exp() for head, h in zip(self.heads, self._head_inputs(results, final))]
+        probs = [head(h).exp() for head, h in zip(self.heads, self.head_inputs(results, final))]
         if onehot:
             probs = [F.one_hot(p.argmax(-1), p.shape[-1]).to(p.dtype) for p in probs]
         return probs
@@ -190,7 +190,7 @@ class _SelfDistillationModel(nn.Module, abc.ABC):
             codes = [cb.assign(tgt) for cb, tgt in zip(self.codebooks, targets)]
 
         final, results, _ = self.student(x, attention_mask, skip_final_norm=self._skip_final_norm())
-        inputs = self._head_inputs(results, final)
+        inputs = self.head_inputs(results, final)
         log_probs = [
             head(h[rows, mask_indices].reshape(-1, d)).float()
             for head, h in zip(self.heads, inputs)
@@ -260,7 +260,7 @@ class SpidR(_SelfDistillationModel):
     def __init__(self, cfg: SpidRConfig | None = None) -> None:
         super().__init__(cfg or SpidRConfig())
 
-    def _head_inputs(self, results: list[Tensor], final: Tensor) -> list[Tensor]:
+    def head_inputs(self, results: list[Tensor], final: Tensor) -> list[Tensor]:
         return [results[i] for i in self.codebook_layers]
 
     def _skip_final_norm(self) -> bool:
@@ -284,7 +284,7 @@ class DinoSR(_SelfDistillationModel):
     def __init__(self, cfg: DinoSRConfig | None = None) -> None:
         super().__init__(cfg or DinoSRConfig())
 
-    def _head_inputs(self, results: list[Tensor], final: Tensor) -> list[Tensor]:
+    def head_inputs(self, results: list[Tensor], final: Tensor) -> list[Tensor]:
         return [final] * len(self.heads)
 
     def ema_decay(self, step: int) -> float:
