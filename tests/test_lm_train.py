@@ -232,3 +232,102 @@ def test_train_then_slm_eval_lexical(tmp_path, capsys):
     model = load_lm(run_dir / "best.pt")
     assert model.cfg.num_units == NUM_UNITS and not model.training
     shutil.rmtree(out)
+
+
+def test_audio_to_scores_units_file_and_encoder_agree(tmp_path):
+    """audio -> `spidrkit units` -> slm-eval --units equals slm-eval --encoder (on-the-fly units)."""
+    sf = pytest.importorskip("soundfile")
+    import numpy as np
+
+    from spidrkit.lm.config import LM_PRESETS
+    from spidrkit.lm.model import UnitLM
+    from spidrkit.lm.train import save_lm
+    from spidrkit.models import PRESETS, build_model
+    from spidrkit.models.checkpoint import save_model
+
+    torch.manual_seed(0)
+    encoder = build_model("spidr", PRESETS["spidr_tiny"].config).eval()
+    ckpt = save_model(encoder, tmp_path / "enc" / "ckpt.pt")
+    lm_path = save_lm(tmp_path / "lm.pt", UnitLM(LM_PRESETS["lm_tiny"]))  # 16 units, as V=16
+    folder = tmp_path / "sSC"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        for label in ("true", "false"):
+            n = int(rng.integers(6000, 12000))
+            sf.write(folder / f"s{i}_{label}.wav", 0.3 * rng.standard_normal(n), 16000)
+    units = tmp_path / "units.jsonl"
+    common = ["--device", "cpu"]
+    assert (
+        main(
+            [
+                "units",
+                str(folder),
+                "--model",
+                str(ckpt),
+                "--layer",
+                "4",
+                "--out",
+                str(units),
+                "--no-progress",
+                *common,
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "slm-eval",
+                "--lm",
+                str(lm_path),
+                "--units",
+                str(units),
+                "--ssc",
+                str(folder),
+                "--out",
+                str(tmp_path / "a"),
+                *common,
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "slm-eval",
+                "--lm",
+                str(lm_path),
+                "--encoder",
+                str(ckpt),
+                "--layer",
+                "4",
+                "--ssc",
+                str(folder),
+                "--out",
+                str(tmp_path / "b"),
+                *common,
+            ]
+        )
+        == 0
+    )
+    a = (tmp_path / "a" / "sSC.loglik.tsv").read_text()
+    assert a == (tmp_path / "b" / "sSC.loglik.tsv").read_text()
+    assert len(a.splitlines()) == 7
+    (result,) = json.loads((tmp_path / "a" / "scores.json").read_text())["results"]
+    assert result["num_pairs"] == 3 and result["kind"] == "storycloze"
+    assert (
+        main(
+            [
+                "slm-eval",
+                "--lm",
+                str(lm_path),
+                "--encoder",
+                str(ckpt),
+                "--ssc",
+                str(folder),
+                *common,
+            ]
+        )
+        == 2
+    )  # --layer missing: one-line error

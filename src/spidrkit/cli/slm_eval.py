@@ -6,6 +6,12 @@ Example (units of every task wav precomputed with `spidrkit units`):
         --lexical sLM21/lexical/dev --syntactic sLM21/syntactic/dev \\
         --ssc sSC --tsc tSC --out results/slm
 
+or tokenizing the task audio on the fly (k-means units of layer 6; without --kmeans, the
+model's own codebook units of that layer):
+
+    spidrkit slm-eval --lm runs/lm_opt125m --encoder spidr_base --layer 6 --kmeans km256.pt \\
+        --lexical sLM21/lexical/dev --out results/slm
+
 Writes <out>/<task>.txt submission files (`<filename> <score>`, e.g. lexical/dev.txt),
 <out>/<task>.loglik.tsv (log-likelihood sum, mean and token count per file) and <out>/scores.json,
 and prints the accuracies (sWUGGY all and in-vocab, sBLIMP overall and by type, sSC, tSC).
@@ -23,9 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--lm", required=True, help="LM checkpoint (best.pt) or lm-train run folder"
     )
-    parser.add_argument(
-        "--units", required=True, help="units JSONL covering every task audio file (spidrkit units)"
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--units", help="units JSONL covering every task audio file (spidrkit units)")
+    src.add_argument(
+        "--encoder", help="tokenize the audio with this encoder (preset or checkpoint)"
     )
+    parser.add_argument("--layer", type=int, help="1-based encoder layer (with --encoder)")
+    parser.add_argument("--kmeans", help="k-means model (spidrkit kmeans) for --encoder")
     for flag, what in [
         ("--lexical", "sWUGGY folder (gold.csv + wavs), e.g. sLM21/lexical/dev"),
         ("--syntactic", "sBLIMP folder, e.g. sLM21/syntactic/dev"),
@@ -74,11 +84,24 @@ def run(args: argparse.Namespace) -> int:
     names = [t.name for t in tasks]
     if len(set(names)) != len(names):
         raise ConfigError(f"two task folders have the same name {names}: rename one folder")
-    model = load_lm(args.lm, device=resolve_device(args.device))
+    device = resolve_device(args.device)
+    model = load_lm(args.lm, device=device)
+    if args.units:
+        if args.layer is not None or args.kmeans:
+            raise ConfigError("--layer and --kmeans go with --encoder, not --units")
+        tokenize = UnitsLookup.from_jsonl(args.units, dedup=not args.no_dedup)
+    else:
+        from spidrkit.units import Tokenizer
+
+        if args.layer is None:
+            raise ConfigError("--encoder needs --layer N (1-based, e.g. 6)")
+        tokenize = Tokenizer(
+            args.encoder, args.layer, args.kmeans, dedup=not args.no_dedup, device=device
+        )
     report = evaluate_slm(
         model,
         tasks,
-        UnitsLookup.from_jsonl(args.units, dedup=not args.no_dedup),
+        tokenize,
         normalize=args.normalize,
         include_eos=not args.no_eos,
         dedup=not args.no_dedup,

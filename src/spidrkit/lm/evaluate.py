@@ -2,8 +2,9 @@
 
 Tokenizing is a callable ``tokenize(paths: list[Path]) -> list[LongTensor]`` (units per file, any
 length, not yet deduplicated or already so). Two come with spidrkit: :class:`UnitsLookup` reads
-precomputed units (a ``spidrkit units`` JSONL covering the task audio) and the encoder tokenizer of
-``spidrkit units`` (``--encoder/--layer/--kmeans`` on the command line). Any other function works::
+precomputed units (a ``spidrkit units`` JSONL covering the task audio) and
+:class:`spidrkit.units.Tokenizer` runs an encoder layer (+ k-means) on the audio
+(``--encoder/--layer/--kmeans`` on the command line). Any other function works::
 
     tokenize = UnitsLookup.from_jsonl("units.jsonl")
     report = evaluate_slm(lm, [load_task("sLM21/lexical/dev")], tokenize)
@@ -30,6 +31,7 @@ from spidrkit.lm.score import LogLikelihood, score_sequences
 from spidrkit.lm.vocab import deduplicate
 from spidrkit.lm.zerospeech import Task, TaskResult, evaluate_task
 from spidrkit.utils.files import atomic_write
+from spidrkit.utils.progress import progress
 
 Tokenizer = Callable[[list[Path]], list[torch.Tensor]]
 
@@ -120,17 +122,27 @@ def evaluate_slm(
     include_eos: bool = True,
     dedup: bool = True,
     max_tokens: int = 32768,
+    tokenize_chunk: int = 256,
     show_progress: bool = False,
 ) -> SLMReport:
     """Score every file of ``tasks`` and compute their accuracies.
 
     ``normalize``: ``mean`` (log-likelihood per token, the SpidR paper) or ``sum`` decides the pair
     comparisons; both are kept in ``scores``. ``dedup`` merges repeated units as in LM training.
+    ``tokenize`` is called on ``tokenize_chunk`` files at a time (bounded memory for audio).
     """
     results, all_scores = [], {}
     for task in tasks:
         names = [it.filename for it in task.items]
-        units = tokenize([task.audio[n] for n in names])
+        paths = [task.audio[n] for n in names]
+        units: list[torch.Tensor] = []
+        chunks = range(0, len(paths), tokenize_chunk)
+        for i in progress(chunks, enabled=show_progress, desc=f"units {task.name}", unit="chunk"):
+            chunk = paths[i : i + tokenize_chunk]
+            got = tokenize(chunk)
+            if len(got) != len(chunk):
+                raise DataError(f"tokenizer gave {len(got)} unit sequences for {len(chunk)} files")
+            units.extend(torch.as_tensor(u).reshape(-1) for u in got)
         seqs = [deduplicate(u) if dedup else u.tolist() for u in units]
         lls = score_sequences(
             model,

@@ -204,8 +204,13 @@ def load_task(folder: str | Path, kind: TaskKind | None = None, name: str | None
 
 
 def _default_name(folder: Path, kind: TaskKind) -> str:
-    split = folder.name
-    return f"{kind}/{split}" if kind != "storycloze" else split
+    """``lexical/dev``, ``syntactic/test`` (ZeroSpeech submission names); a StoryCloze folder keeps
+    its own name, with its parent's when it is a split (``storycloze/dev``)."""
+    if kind != "storycloze":
+        return f"{kind}/{folder.name}"
+    if folder.name in ("dev", "test", "train", "valid") and folder.parent.name:
+        return f"{folder.parent.name}/{folder.name}"
+    return folder.name
 
 
 def pair_score(real: float, fake: float) -> float:
