@@ -15,9 +15,12 @@ Forking needs a POSIX system (Linux, macOS).
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import os
 import pickle
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +29,7 @@ import numpy as np
 from spidrkit.errors import SpidrkitError
 
 SAMPLE_RATE = 22050  # eSpeak NG's native rate
+MAX_VOICE_PATH = 59  # eSpeak copies a voice file name into a 60-byte buffer
 
 # speak_lib.h constants
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
@@ -100,8 +104,9 @@ def _require_loader():
 class ESpeak:
     """One loaded eSpeak NG library in this process; create one per worker process.
 
-    >>> es = ESpeak()
-    >>> syn = es.synthesize("the cat sleeps", voice_file="/tmp/v", rate=170)  # doctest: +SKIP
+    >>> es = ESpeak()  # doctest: +SKIP
+    >>> voice = es.add_voice("v1", "language en-us\\nflutter 0\\n")  # doctest: +SKIP
+    >>> syn = es.synthesize("the cat sleeps", voice, rate=170)  # doctest: +SKIP
     """
 
     def __init__(self) -> None:
@@ -148,6 +153,25 @@ class ESpeak:
         self._callback = _CALLBACK(self._on_audio)  # keep a reference: C holds the pointer
         lib.espeak_SetSynthCallback(self._callback)
         self._libc = ctypes.CDLL(None)
+        self._voice_dir: str | None = None
+
+    def add_voice(self, name: str, text: str) -> str:
+        """Write voice file ``text`` as ``name`` in a private folder with a short path; return it."""
+        if self._voice_dir is None:
+            base = tempfile.gettempdir()
+            if len(base) > 20 and os.path.isdir("/tmp"):
+                base = "/tmp"  # eSpeak's voice path limit
+            self._voice_dir = tempfile.mkdtemp(prefix="spv", dir=base)
+            atexit.register(shutil.rmtree, self._voice_dir, True)
+        path = os.path.join(self._voice_dir, name)
+        if len(path.encode()) > MAX_VOICE_PATH:
+            raise SpidrkitError(
+                f"voice file path {path} is longer than eSpeak's limit of {MAX_VOICE_PATH} bytes; "
+                "set TMPDIR to a short folder such as /tmp"
+            )
+        with open(path, "w") as f:
+            f.write(text)
+        return path
 
     def _on_audio(self, wav, n, events) -> int:
         if n > 0:
@@ -163,6 +187,11 @@ class ESpeak:
     # ------------------------------------------------------------------ in this process
     def _synthesize_here(self, text: str, voice_file: str, rate: int, phonemes: bool) -> Synthesis:
         lib = self.lib
+        if len(str(voice_file).encode()) > MAX_VOICE_PATH:
+            raise SpidrkitError(
+                f"voice file path {voice_file} is longer than {MAX_VOICE_PATH} "
+                "bytes, which eSpeak cannot load; use ESpeak.add_voice"
+            )
         if lib.espeak_SetVoiceByFile(str(voice_file).encode()) != 0:
             raise SpidrkitError(f"eSpeak NG cannot load the voice file {voice_file}")
         lib.espeak_SetParameter(_PARAM_RATE, int(rate), 0)

@@ -8,10 +8,7 @@ speaker into a private temporary folder. Audio: eSpeak's 22.05 kHz int16 -> floa
 
 from __future__ import annotations
 
-import atexit
 import hashlib
-import shutil
-import tempfile
 import wave
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,10 +52,11 @@ _STATE: dict = {}
 
 def init_worker(speakers: list[Speaker]) -> None:
     """Pool initializer: load eSpeak in this process and write the voice files."""
-    folder = Path(tempfile.mkdtemp(prefix="spidrkit-voices-"))
-    atexit.register(shutil.rmtree, folder, True)
-    _STATE["espeak"] = ESpeak()
-    _STATE["voices"] = {s.id: str(s.write_voice_file(folder)) for s in speakers}
+    es = ESpeak()
+    _STATE["espeak"] = es
+    _STATE["voices"] = {
+        s.id: es.add_voice(f"spidrkit-{s.id}", s.voice_file_text()) for s in speakers
+    }
 
 
 def _resample(x: np.ndarray) -> np.ndarray:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import random
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from spidrkit.errors import ConfigError
 
@@ -177,11 +176,6 @@ class Speaker:
         if t.klatt:
             lines.append(f"klatt {t.klatt}")
         return "\n".join(lines) + "\n"
-
-    def write_voice_file(self, folder: str | Path) -> Path:
-        path = Path(folder) / f"spidrkit-{self.id}"
-        path.write_text(self.voice_file_text())
-        return path.resolve()
 
     def to_dict(self) -> dict:
         return asdict(self)
