@@ -149,15 +149,16 @@ def save_checkpoint(
             f.flush()
             os.fsync(f.fileno())
             before_replace()
-    if keep_last:
-        prune_checkpoints(directory, keep_last)
+    prune_checkpoints(directory, keep_last or None)
     return path
 
 
-def prune_checkpoints(directory: str | Path, keep_last: int) -> list[Path]:
-    """Delete all but the ``keep_last`` newest checkpoints and stale temporary files."""
+def prune_checkpoints(directory: str | Path, keep_last: int | None) -> list[Path]:
+    """Delete all but the ``keep_last`` newest checkpoints (None: keep all) and stale temporary
+    files left by interrupted writes."""
     removed = []
-    for _, p in list_checkpoints(directory)[:-keep_last]:
+    old = list_checkpoints(directory)[:-keep_last] if keep_last else []
+    for _, p in old:
         p.unlink(missing_ok=True)
         removed.append(p)
     for p in Path(directory).glob(".checkpoint_*.pt.*.tmp"):
