@@ -274,3 +274,22 @@ def test_bad_item_file_names_file_and_line(tmp_path):
     p.write_text("file onset offset\n")
     with pytest.raises(DataError, match=r"bad\.item:1: expected the item header"):
         read_item_file(p)
+
+
+def test_tiles_do_not_change_distances():
+    from spidrkit.eval.abx.scoring import item_order, needed_pairs, pair_dtw
+    from spidrkit.eval.abx.task import build_cells, gather_frames
+
+    rows, feats = random_task(7, "euclidean", n_items=50)
+    items = Items.from_rows(rows)
+    cfg = ABXConfig(speaker="across", context="any", max_size_group=None, max_x_across=None)
+    bank = gather_frames(items, feats, show_progress=False)
+    cells = build_cells(bank.items, cfg, np.random.default_rng(0))
+    keys = needed_pairs(cells, len(bank.length))
+    order = item_order(bank.items, cfg.speaker, cfg.context)
+    one = pair_dtw(bank, keys, "euclidean", order=order, show_progress=False)
+    many = pair_dtw(bank, keys, "euclidean", order=order, tile_frames=7, show_progress=False)
+    tiny = pair_dtw(bank, keys, "euclidean", tile_frames=5, batch_elements=50, show_progress=False)
+    assert len(keys) > 100
+    np.testing.assert_allclose(many, one, rtol=1e-6)
+    np.testing.assert_allclose(tiny, one, rtol=1e-6)

@@ -20,7 +20,14 @@ from spidrkit.eval.abx.items import (
     read_units_jsonl,
 )
 from spidrkit.eval.abx.result import ABXCell, ABXConfig, ABXResult
-from spidrkit.eval.abx.scoring import PairTable, aggregate, needed_pairs, pair_dtw, score_cells
+from spidrkit.eval.abx.scoring import (
+    PairTable,
+    aggregate,
+    item_order,
+    needed_pairs,
+    pair_dtw,
+    score_cells,
+)
 from spidrkit.eval.abx.task import build_cells, gather_frames, subsample
 
 log = logging.getLogger(__name__)
@@ -74,7 +81,8 @@ def compute_abx(
         )
     keys = needed_pairs(cells, len(bank.length))
     log.info("ABX: %d items, %d cells, %d item pairs", len(bank.length), len(cells), len(keys))
-    values = pair_dtw(bank, keys, config.distance, device, show_progress=show_progress)
+    order = item_order(bank.items, config.speaker, config.context)
+    values = pair_dtw(bank, keys, config.distance, device, order, show_progress=show_progress)
     err, ntrip = score_cells(cells, PairTable(keys, values, len(bank.length)))
     error, by_pair, by_speaker = aggregate(cells, err)
     cell_list = [

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import torch
 
+_NO_PATH = 1e9  # path length of cells no path reaches (never selected: their cost is +inf)
+
 
 def dtw_normalised(cost: torch.Tensor, n: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     """Path-normalised DTW of a batch of padded cost matrices.
@@ -38,37 +40,31 @@ def dtw_normalised(cost: torch.Tensor, n: torch.Tensor, m: torch.Tensor) -> torc
     skewed = cost.reshape(P, N * M).index_select(1, flat).reshape(P, num_diag, N)
     skewed = torch.where(valid[None], skewed, inf)
 
-    big = torch.full((P, 1), float("inf"), device=dev, dtype=dt)
+    # Three rotating diagonals, indexed by row with one extra column 0 that stays +inf, so that
+    # "row i-1" is a shifted view: up = prev[:, :-1], left = prev[:, 1:], diag = prev2[:, :-1].
+    acc = torch.full((3, P, N + 1), float("inf"), device=dev, dtype=dt)
+    lens = torch.full((3, P, N + 1), _NO_PATH, device=dev, dtype=dt)
+    acc[0, :, 1] = skewed[:, 0, 0]
+    lens[0, :, 1] = 1.0
     last_k = (n + m - 2).to(dev)  # diagonal of the end cell of each pair
-    last_i = (n - 1).to(dev)
-    out = torch.zeros(P, device=dev, dtype=dt)
+    last_i = (n - 1).to(dev)[:, None] + 1
+    out = acc[0, :, 1].clone()
     out_len = torch.ones(P, device=dev, dtype=dt)
-
-    # diagonal k = 0: only cell (0, 0)
-    acc1 = torch.full((P, N), float("inf"), device=dev, dtype=dt)
-    acc1[:, 0] = skewed[:, 0, 0]
-    len1 = torch.zeros(P, N, device=dev, dtype=dt)
-    len1[:, 0] = 1.0
-    acc2 = torch.full_like(acc1, float("inf"))
-    len2 = torch.zeros_like(len1)
-    done = last_k == 0
-    out = torch.where(done, acc1[:, 0], out)
+    end_diagonals = set(torch.unique(last_k).tolist())
+    no_path = torch.tensor(_NO_PATH, device=dev, dtype=dt)
     for k in range(1, num_diag):
-        up = torch.cat([big, acc1[:, :-1]], dim=1)  # (i-1, j)   on diagonal k-1, row i-1
-        left = acc1  # (i, j-1)                       on diagonal k-1, row i
-        diag = torch.cat([big, acc2[:, :-1]], dim=1)  # (i-1, j-1) on diagonal k-2, row i-1
-        up_len = torch.cat([len1[:, :1], len1[:, :-1]], dim=1)
-        diag_len = torch.cat([len2[:, :1], len2[:, :-1]], dim=1)
-        best = torch.minimum(torch.minimum(up, left), diag)
-        cand = torch.stack([up_len, len1, diag_len])  # [3, P, N]
-        tie = torch.stack([up == best, left == best, diag == best])
-        new_len = torch.where(tie, cand, inf).amin(0) + 1.0
-        new_acc = skewed[:, k] + best
-        acc2, len2 = acc1, len1
-        acc1, len1 = new_acc, torch.where(torch.isfinite(new_len), new_len, 0.0)
-        hit = last_k == k
-        if bool(hit.any()):
-            idx = last_i[:, None]
-            out = torch.where(hit, acc1.gather(1, idx)[:, 0], out)
-            out_len = torch.where(hit, len1.gather(1, idx)[:, 0], out_len)
+        prev, prev2, cur = acc[(k - 1) % 3], acc[(k - 2) % 3], acc[k % 3]
+        lprev, lprev2, lcur = lens[(k - 1) % 3], lens[(k - 2) % 3], lens[k % 3]
+        up, left, diag = prev[:, :-1], prev[:, 1:], prev2[:, :-1]
+        best = torch.minimum(up, left)
+        torch.minimum(best, diag, out=best)
+        length = torch.where(up == best, lprev[:, :-1], no_path)
+        torch.minimum(length, torch.where(left == best, lprev[:, 1:], no_path), out=length)
+        torch.minimum(length, torch.where(diag == best, lprev2[:, :-1], no_path), out=length)
+        torch.add(skewed[:, k], best, out=cur[:, 1:])
+        torch.add(length, 1.0, out=lcur[:, 1:])
+        if k in end_diagonals:
+            hit = last_k == k
+            out = torch.where(hit, cur.gather(1, last_i)[:, 0], out)
+            out_len = torch.where(hit, lcur.gather(1, last_i)[:, 0], out_len)
     return out / out_len

@@ -17,9 +17,11 @@ from spidrkit.eval.abx.dtw import dtw_normalised
 from spidrkit.eval.abx.task import Cells, ItemBank
 from spidrkit.utils.progress import progress
 
-# Budget (in elements) of the gathered frames of one DTW batch: P * (N + M) * D.
-DEFAULT_BATCH_ELEMENTS = 1 << 24
-MAX_PAIRS_PER_BATCH = 16384
+# Frames per tile: one [tile, tile] frame-distance matrix per pair of tiles holding needed pairs.
+DEFAULT_TILE_FRAMES = 1024
+# Budget (in elements) of one DTW batch: P * (N + M) * max(N, M) for the skewed cost and states.
+DEFAULT_BATCH_ELEMENTS = 1 << 23
+MAX_PAIRS_PER_BATCH = 65536
 
 
 def needed_pairs(cells: Cells, n_items: int) -> np.ndarray:
@@ -41,51 +43,99 @@ def pair_dtw(
     keys: np.ndarray,
     distance: str,
     device: torch.device | str | None = None,
+    order: np.ndarray | None = None,
+    tile_frames: int = DEFAULT_TILE_FRAMES,
     batch_elements: int = DEFAULT_BATCH_ELEMENTS,
     show_progress: bool = True,
 ) -> np.ndarray:
-    """Path-normalised DTW distance of every pair in ``keys`` -> float64 ``[len(keys)]``."""
+    """Path-normalised DTW distance of every pair in ``keys`` -> float64 ``[len(keys)]``.
+
+    Items are laid out in ``order`` (ideally sorted by BY group, see :func:`item_order`) and cut
+    into tiles of about ``tile_frames`` frames. For each pair of tiles holding at least one needed
+    pair, one ``[tile, tile]`` frame-distance matrix is computed (a matmul), the pairs' cost
+    matrices are gathered from it (no per-pair copy of the features) and their DTWs run batched.
+    """
     n_items = len(bank.length)
     device = torch.device(device) if device is not None else bank.frames.device
-    frames = prepare_frames(bank.frames.to(device), distance)
-    dim = frames.shape[1]
+    order = np.arange(n_items) if order is None else np.asarray(order)
+    # frames re-laid out in `order`, so that every tile is one contiguous slice
+    length = bank.length
+    start_sorted = np.concatenate([[0], np.cumsum(length[order])[:-1]]).astype(np.int64)
+    start = np.empty(n_items, dtype=np.int64)
+    start[order] = start_sorted
+    frame_idx = np.concatenate([np.arange(bank.start[k], bank.start[k] + length[k]) for k in order])
+    frames = bank.frames[torch.as_tensor(frame_idx)].to(device)
+    frames = prepare_frames(frames, distance)
+    tile_sorted = start_sorted // tile_frames  # items never split: a tile may exceed tile_frames
+    tile = np.empty(n_items, dtype=np.int64)
+    tile[order] = tile_sorted
+    n_tiles = int(tile_sorted[-1]) + 1
+    tile_lo = np.full(n_tiles, np.iinfo(np.int64).max)
+    tile_hi = np.zeros(n_tiles, dtype=np.int64)
+    np.minimum.at(tile_lo, tile, start)
+    np.maximum.at(tile_hi, tile, start + length)
+
     i, j = keys // n_items, keys % n_items
-    li, lj = bank.length[i], bank.length[j]
-    swap = li > lj  # DTW is symmetric: put the shorter item first (less padding)
+    swap = tile[i] > tile[j]  # DTW is symmetric: orient each pair so that tile(i) <= tile(j)
     i, j = np.where(swap, j, i), np.where(swap, i, j)
-    li, lj = np.minimum(li, lj), np.maximum(li, lj)
-    order = np.lexsort((li, lj))
+    tile_pair = tile[i] * n_tiles + tile[j]
+    by_tile = np.lexsort((length[j], length[i], tile_pair))
+    bounds = np.flatnonzero(np.diff(tile_pair[by_tile])) + 1
     out = np.empty(len(keys), dtype=np.float64)
-    start_t = torch.as_tensor(bank.start, device=device)
-    len_t = torch.as_tensor(bank.length, device=device)
+    len_t = torch.as_tensor(length, device=device)
     bar = progress(total=len(keys), desc="DTW pairs", enabled=show_progress, leave=False)
-    pos = 0
-    while pos < len(order):
-        end = min(pos + MAX_PAIRS_PER_BATCH, len(order))
-        sel = order[pos:end]
-        N, M = int(li[sel].max()), int(lj[sel].max())
-        cap = max(1, batch_elements // ((N + M) * max(dim, N)))
-        if end - pos > cap:
-            end = pos + cap
-            sel = order[pos:end]
-            N, M = int(li[sel].max()), int(lj[sel].max())
-        ii = torch.as_tensor(i[sel], device=device)
-        jj = torch.as_tensor(j[sel], device=device)
-        x = frames[_frame_index(start_t, len_t, ii, N)]  # [P, N, D]
-        y = frames[_frame_index(start_t, len_t, jj, M)]  # [P, M, D]
-        cost = pair_distances(x, y, distance)  # [P, N, M]
-        d = dtw_normalised(cost, len_t[ii], len_t[jj])
-        out[sel] = d.double().cpu().numpy()
-        bar.update(len(sel))
-        pos = end
+    for sel in np.split(by_tile, bounds):
+        if len(sel) == 0:
+            continue
+        ti, tj = int(tile[i[sel[0]]]), int(tile[j[sel[0]]])
+        rows = frames[tile_lo[ti] : tile_hi[ti]]
+        cols = frames[tile_lo[tj] : tile_hi[tj]]
+        dmat = pair_distances(rows[None], cols[None], distance)[0].reshape(-1)  # [fi * fj]
+        width = cols.shape[0]
+        for sub in _batches(sel, length[i], length[j], batch_elements):
+            ii = torch.as_tensor(i[sub], device=device)
+            jj = torch.as_tensor(j[sub], device=device)
+            N, M = int(length[i[sub]].max()), int(length[j[sub]].max())
+            r0 = torch.as_tensor(start[i[sub]] - tile_lo[ti], device=device)
+            c0 = torch.as_tensor(start[j[sub]] - tile_lo[tj], device=device)
+            a = torch.arange(N, device=device)
+            b = torch.arange(M, device=device)
+            r = r0[:, None] + torch.minimum(a[None, :], len_t[ii, None] - 1)  # [P, N]
+            c = c0[:, None] + torch.minimum(b[None, :], len_t[jj, None] - 1)  # [P, M]
+            cost = dmat[r[:, :, None] * width + c[:, None, :]]  # [P, N, M]
+            out[sub] = dtw_normalised(cost, len_t[ii], len_t[jj]).double().cpu().numpy()
+            bar.update(len(sub))
     bar.close()
     return out
 
 
-def _frame_index(start: torch.Tensor, length: torch.Tensor, idx: torch.Tensor, L: int):
-    """``[P, L]`` frame indices of items ``idx``, padded by repeating each item's last frame."""
-    offs = torch.arange(L, device=start.device)[None, :]
-    return start[idx, None] + torch.minimum(offs, length[idx, None] - 1)
+def _batches(sel: np.ndarray, li: np.ndarray, lj: np.ndarray, budget: int):
+    """Split ``sel`` (sorted by lengths) into runs whose DTW tensors stay under ``budget``."""
+    pos = 0
+    while pos < len(sel):
+        take = min(MAX_PAIRS_PER_BATCH, len(sel) - pos)
+        while True:
+            chunk = sel[pos : pos + take]
+            N, M = int(li[chunk].max()), int(lj[chunk].max())
+            cap = max(1, budget // ((N + M) * max(N, M)))
+            if take <= cap:
+                break
+            take = cap
+        yield chunk
+        pos += take
+
+
+def item_order(items, speaker: str, context: str) -> np.ndarray:
+    """Item permutation that keeps each BY group contiguous (context, then speaker, then phone)."""
+    ctx = [
+        f"{p}|{n}" if context == "within" else ""
+        for p, n in zip(items.prev_phone, items.next_phone, strict=True)
+    ]
+    codes = [
+        np.unique(np.asarray(v, dtype=object), return_inverse=True)[1]
+        for v in (items.phone, items.speaker, ctx)
+    ]
+    return np.lexsort(codes)
 
 
 class PairTable:
