@@ -18,8 +18,7 @@ from spidrkit.train import checkpoint as ckpt
 from spidrkit.train.config import load_train_config, train_config_from_dict
 from spidrkit.train.loop import fit, make_train_loader, validate_all
 from spidrkit.train.trainer import KILL_ENV, NonFiniteLossError, Trainer
-
-from .train_helpers import REPO, TINY_TOML, make_corpus, tiny_overrides
+from train_helpers import REPO, TINY_TOML, make_corpus, tiny_overrides
 
 
 @pytest.fixture(scope="module")
