@@ -18,7 +18,6 @@ Formats read by :func:`read_manifest` (and written by :func:`write_manifest`):
 from __future__ import annotations
 
 import csv
-import io
 import mmap
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -28,6 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from spidrkit.data.csvparse import parse_block
 from spidrkit.errors import AudioError, DataError
 from spidrkit.utils.files import atomic_write
 
@@ -294,47 +294,17 @@ class Manifest:
 # ---------------------------------------------------------------------------------------------
 
 
-def _int_column(values: list[bytes], name: str, path: Path, first_line: int) -> np.ndarray:
-    try:
-        return np.array(values, dtype=np.bytes_).astype(np.int64)
-    except ValueError:
-        bad = []
-        for j, v in enumerate(values):
-            try:
-                int(v)
-            except ValueError:
-                bad.append(f"line {first_line + j}: {v.decode('utf-8', 'replace')!r}")
-        raise DataError(
-            f"{path}: column {name} must hold integers; bad values at "
-            + "; ".join(bad[:10])
-            + (f" (and {len(bad) - 10} more)" if len(bad) > 10 else "")
-        ) from None
-
-
-def _split_rows(lines: list[bytes], sep: bytes, ncols: int, path: Path, first: int) -> list[tuple]:
-    """Split a block of lines into ``ncols`` columns (csv module only when quotes appear)."""
-    if sep == b"," and any(b'"' in line for line in lines):
-        text = io.StringIO(b"\n".join(lines).decode("utf-8"))
-        rows: list[Any] = [[c.encode("utf-8") for c in r] for r in csv.reader(text)]
-    else:
-        rows = [line.split(sep) for line in lines]
-    bad = [first + j for j, r in enumerate(rows) if len(r) != ncols]
-    if bad:
-        raise DataError(
-            f"{path}: expected {ncols} columns on every line; wrong count on line(s) "
-            + ", ".join(map(str, bad[:10]))
-            + (f" (and {len(bad) - 10} more)" if len(bad) > 10 else "")
-        )
-    return list(zip(*rows, strict=True)) if rows else [() for _ in range(ncols)]
-
-
-def _read_blocks(f: Any) -> Iterator[list[bytes]]:
-    """Non-empty lines (without line endings) in blocks of about _CHUNK_BYTES."""
+def _read_blocks(f: Any, first_line: int) -> Iterator[tuple[bytes, int]]:
+    """Blocks of complete lines (about _CHUNK_BYTES each) and the line number of their first."""
+    line = first_line
     while True:
-        block = f.readlines(_CHUNK_BYTES)
-        if not block:
+        data = f.read(_CHUNK_BYTES)
+        if not data:
             return
-        yield [line.rstrip(b"\r\n") for line in block if line.strip()]
+        if not data.endswith(b"\n"):
+            data += f.readline()
+        yield data, line
+        line += data.count(b"\n")
 
 
 def _read_csv(path: Path, f: Any, header: list[str]) -> Manifest:
@@ -350,31 +320,32 @@ def _read_csv(path: Path, f: Any, header: list[str]) -> Manifest:
         )
     strings: dict[str, list[StringColumn]] = {"fileid": [], "path": [], "archive": []}
     ints: dict[str, list[np.ndarray]] = {"num_samples": [], "byte_offset": [], "byte_size": []}
-    line_no = 2
-    for lines in _read_blocks(f):
-        columns = _split_rows(lines, b",", len(header), path, line_no)
+    for data, line in _read_blocks(f, 2):
+        block = parse_block(data, b",", len(header), path, line)
         for name in wanted:
-            values = list(columns[cols[name]])
             if name in strings:
-                strings[name].append(StringColumn.from_bytes(values))
+                strings[name].append(block.strings(cols[name]))
             else:
-                ints[name].append(_int_column(values, name, path, line_no))
-        line_no += len(lines)
-    fileids = StringColumn.concat(strings["fileid"])
-    num_samples = np.concatenate(ints["num_samples"]) if ints["num_samples"] else np.zeros(0, int)
+                ints[name].append(block.integers(cols[name], name, path))
+
+    def int_col(name: str) -> np.ndarray:
+        return np.concatenate(ints[name]) if ints[name] else np.zeros(0, np.int64)
+
+    # concatenate one column at a time, dropping its blocks, so the peak stays near 1.5x the data
+    fileids = StringColumn.concat(strings.pop("fileid"))
     if wanted == FILE_COLUMNS:
-        paths = StringColumn.concat(strings["path"])
-        return Manifest(fileids, num_samples, path.parent, paths=paths, source=str(path))
-    names = StringColumn.concat(strings["archive"]).tolist()
+        paths = StringColumn.concat(strings.pop("path"))
+        return Manifest(fileids, int_col("num_samples"), path.parent, paths=paths, source=str(path))
+    names = StringColumn.concat(strings["archive"]).tolist()  # few distinct values
     archives, ids = np.unique(np.array(names, dtype=object), return_inverse=True)
     return Manifest(
         fileids,
-        num_samples,
+        int_col("num_samples"),
         path.parent,
         archives=tuple(str(a) for a in archives),
-        archive_ids=ids.astype(np.int32),
-        byte_offsets=np.concatenate(ints["byte_offset"]) if names else np.zeros(0, np.int64),
-        byte_sizes=np.concatenate(ints["byte_size"]) if names else np.zeros(0, np.int64),
+        archive_ids=ids.astype(np.int32).reshape(-1),
+        byte_offsets=int_col("byte_offset"),
+        byte_sizes=int_col("byte_size"),
         source=str(path),
     )
 
@@ -386,13 +357,11 @@ def _read_tsv(path: Path, f: Any, root_line: str) -> Manifest:
     rels: list[StringColumn] = []
     ids: list[StringColumn] = []
     lens: list[np.ndarray] = []
-    line_no = 2
-    for lines in _read_blocks(f):
-        rel, n = _split_rows(lines, b"\t", 2, path, line_no)[:2]
-        rels.append(StringColumn.from_bytes(list(rel)))
-        ids.append(StringColumn.from_bytes([os.path.splitext(r)[0] for r in rel]))
-        lens.append(_int_column(list(n), "num_samples", path, line_no))
-        line_no += len(lines)
+    for data, line in _read_blocks(f, 2):
+        block = parse_block(data, b"\t", 2, path, line)
+        rels.append(block.strings(0))
+        ids.append(block.strings(0, strip_extension=True))
+        lens.append(block.integers(1, "num_samples", path))
     return Manifest(
         StringColumn.concat(ids),
         np.concatenate(lens) if lens else np.zeros(0, np.int64),
