@@ -22,8 +22,9 @@ from spidrkit.units.extract import AudioItem, EncoderFeatures, make_batches, run
 
 def timed(source, items, wavs, batch_seconds: float, device: torch.device, repeats: int) -> float:
     """Best wall time over ``repeats`` passes over every batch."""
-    batches = make_batches(items, max_samples=int(batch_seconds * 16000), max_items=64,
-                           batchable=source.batchable)
+    batches = make_batches(
+        items, max_samples=int(batch_seconds * 16000), max_items=64, batchable=source.batchable
+    )
     by_id = {it.fileid: w for it, w in zip(items, wavs, strict=True)}
     best = float("inf")
     for _ in range(repeats):
@@ -55,8 +56,10 @@ def main() -> None:
     n = args.utterances
     secs = torch.linspace(args.min_seconds, args.max_seconds, n)
     wavs = [torch.randn(int(s * 16000), generator=g) * 0.1 for s in secs]
-    items = sorted((AudioItem(f"u{i}", "", w.shape[0]) for i, w in enumerate(wavs)),
-                   key=lambda it: -it.num_samples)
+    items = sorted(
+        (AudioItem(f"u{i}", "", w.shape[0]) for i, w in enumerate(wavs)),
+        key=lambda it: -it.num_samples,
+    )
     wavs = [wavs[int(it.fileid[1:])] for it in items]
     audio_s = sum(w.shape[0] for w in wavs) / 16000
 
@@ -73,10 +76,14 @@ def main() -> None:
         wall = timed(source, items, wavs, args.batch_seconds, device, args.repeats)
         rows.append((name, wall, audio_s / wall))
     base = rows[1][2]
-    print(f"torch {torch.__version__}, {device}, threads {torch.get_num_threads()}, "
-          f"{platform.processor() or platform.machine()}")
-    print(f"{n} utterances, {audio_s:.1f} s of audio, batches of <= {args.batch_seconds:.0f} s, "
-          f"best of {args.repeats}")
+    print(
+        f"torch {torch.__version__}, {device}, threads {torch.get_num_threads()}, "
+        f"{platform.processor() or platform.machine()}"
+    )
+    print(
+        f"{n} utterances, {audio_s:.1f} s of audio, batches of <= {args.batch_seconds:.0f} s, "
+        f"best of {args.repeats}"
+    )
     print(f"| {'source':<24} | {'wall s':>7} | {'audio-s/s':>9} | {'vs all 12':>9} |")
     print(f"|{'-' * 26}|{'-' * 9}|{'-' * 11}|{'-' * 11}|")
     for name, wall, speed in rows:
