@@ -37,11 +37,11 @@ def make_task(n_items: int, speakers: int, phones: int, dim: int, seed: int = 0)
     lexicon = [rng.integers(0, phones, size=rng.integers(3, 7)) for _ in range(150)]
     zipf = 1.0 / np.arange(1, len(lexicon) + 1)
     zipf /= zipf.sum()
-    means = torch.randn(phones, dim, generator=gen)
+    means = 0.1 * torch.randn(phones, dim, generator=gen)
     rows, feats = [], {}
     per_spk = n_items // speakers
     for s in range(speakers):
-        offset = 1.0 * torch.randn(dim, generator=gen)
+        offset = 0.1 * torch.randn(dim, generator=gen)
         count, u = 0, 0
         while count < per_spk:
             words = rng.choice(len(lexicon), size=12, p=zipf)
@@ -50,7 +50,7 @@ def make_task(n_items: int, speakers: int, phones: int, dim: int, seed: int = 0)
             frames = torch.cat(
                 [means[p].expand(int(d), dim) for p, d in zip(seq, durs, strict=True)]
             )
-            frames = frames + offset + 3.0 * torch.randn(frames.shape, generator=gen)
+            frames = frames + offset + torch.randn(frames.shape, generator=gen)
             fid = f"s{s}/u{u}"
             feats[fid] = frames
             t = np.concatenate([[0], np.cumsum(durs)]) * 0.02

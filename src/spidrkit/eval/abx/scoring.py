@@ -18,7 +18,7 @@ from spidrkit.eval.abx.task import Cells, ItemBank
 from spidrkit.utils.progress import progress
 
 # Frames per tile: one [tile, tile] frame-distance matrix per pair of tiles holding needed pairs.
-DEFAULT_TILE_FRAMES = 1024
+DEFAULT_TILE_FRAMES = 256
 # Budget (in elements) of one DTW batch: P * (N + M) * max(N, M) for the skewed cost and states.
 DEFAULT_BATCH_ELEMENTS = 1 << 23
 MAX_PAIRS_PER_BATCH = 65536
