@@ -6,6 +6,7 @@ import gzip
 import os
 import pickle
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -227,3 +228,38 @@ def test_concat_and_subset(corpus, tmp_path):
     ]
     both = Manifest.concat([m, sub])
     assert len(both) == 6 and both.path(4) == corpus / "spk2" / "c.wav"
+
+
+def test_crlf_blank_lines_and_tsv_extensions(tmp_path):
+    (tmp_path / "m.csv").write_bytes(
+        b"fileid,path,num_samples\r\na,a.wav,10\r\n\r\nb,b.wav,20\r\n\n"
+    )
+    m = read_manifest(tmp_path / "m.csv")
+    assert m.fileids.tolist() == ["a", "b"] and m.paths.tolist() == ["a.wav", "b.wav"]
+    assert m.num_samples.tolist() == [10, 20]
+    (tmp_path / "m.tsv").write_text(
+        "/data\nspk.1/utt.a.flac\t5\nv1.0/noext\t6\n.hidden/x.wav\t7\nplain\t8\n"
+    )
+    t = read_manifest(tmp_path / "m.tsv")
+    assert t.root == Path("/data")
+    assert t.fileids.tolist() == ["spk.1/utt.a", "v1.0/noext", ".hidden/x", "plain"]
+    assert t.num_samples.tolist() == [5, 6, 7, 8]
+    ref = [os.path.splitext(p)[0] for p in t.paths.tolist()]
+    assert t.fileids.tolist() == ref
+
+
+def test_large_manifest_blocks(tmp_path, monkeypatch):
+    import spidrkit.data.manifest as manifest_module
+
+    monkeypatch.setattr(
+        manifest_module, "_CHUNK_BYTES", 64
+    )  # many blocks, lines split across reads
+    rows = [f"dir{i % 7}/utt{i},dir{i % 7}/utt{i}.flac,{1000 + i}" for i in range(500)]
+    (tmp_path / "big.csv").write_text("fileid,path,num_samples\n" + "\n".join(rows) + "\n")
+    m = read_manifest(tmp_path / "big.csv")
+    assert len(m) == 500 and m.fileids[499] == "dir2/utt499" and m.num_samples[499] == 1499
+    bad = rows[:]
+    bad[321] = "x,y,12z"
+    (tmp_path / "bad.csv").write_text("fileid,path,num_samples\n" + "\n".join(bad) + "\n")
+    with pytest.raises(DataError, match=r"line 323: '12z'"):
+        read_manifest(tmp_path / "bad.csv")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import mmap
 import os
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from spidrkit.utils.files import atomic_write
 
 FILE_COLUMNS = ("fileid", "path", "num_samples")
 ARCHIVE_COLUMNS = ("fileid", "archive", "byte_offset", "byte_size", "num_samples")
+_MAP_LOCK = threading.Lock()
 _CHUNK_BYTES = 8 << 20  # lines are parsed in blocks of about this size (bounded memory)
 
 
@@ -182,6 +184,13 @@ class Manifest:
         )
 
     def _map(self, archive_id: int) -> Any:
+        mm = self._maps.get(archive_id)
+        if mm is not None:
+            return mm
+        with _MAP_LOCK:  # validation and scans read rows from several threads
+            return self._open_map(archive_id)
+
+    def _open_map(self, archive_id: int) -> Any:
         mm = self._maps.get(archive_id)
         if mm is None:
             path = self.root / self.archives[archive_id]
