@@ -192,3 +192,17 @@ def test_cli_check_and_errors(tiny_corpus, tmp_path, capsys):
     with pytest.raises(DataError):
         make_corpus(tmp_path, preset="tiny", overwrite=True)  # no corpus.json: never deleted
     assert (tmp_path / "junk.txt").exists()
+
+
+def test_word_timings_follow_the_text(tiny_corpus):
+    for split in SPLITS:
+        folder = tiny_corpus.out_dir / split
+        words = _jsonl(folder / "words.jsonl")
+        aligns = _jsonl(folder / "alignments.jsonl")
+        for row in _csv(folder / "utterances.csv"):
+            timed = words[row["fileid"]]["words"]
+            assert [w[0] for w in timed] == row["text"].replace(".", "").split()
+            end = aligns[row["fileid"]]["segments"][-1][2]
+            for a, b in zip(timed, timed[1:], strict=False):
+                assert a[1] < a[2] <= b[1] + 1e-6
+            assert 0 < timed[0][1] and timed[-1][2] < end

@@ -157,3 +157,13 @@ def test_nonwords_same_length_and_not_words():
         assert len(labels) == len(mnemonics_to_phones(prons[word]))
         assert tuple(labels) not in real
     assert made >= 4
+
+
+def test_merged_words_get_their_share_of_phones():
+    from spidrkit.synth.alignment import _split_merged_words
+
+    # eSpeak said "in the" under one word event: its four phones all carry word 0
+    segs = [Segment("SIL", 0, 5)] + [Segment(p, 5 + i, 6 + i, 0) for i, p in enumerate("abcd")]
+    segs += [Segment("e", 9, 10, 2), Segment("SIL", 10, 12)]
+    _split_merged_words(segs, [2, 2, 1])
+    assert [s.word for s in segs] == [-1, 0, 0, 1, 1, 2, -1]

@@ -9,7 +9,7 @@ silence (leading, trailing and pauses) being labelled ``SIL``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from spidrkit.errors import SpidrkitError
 from spidrkit.synth.espeak import Synthesis
@@ -38,12 +38,21 @@ class WordTiming:
 
 
 def segments_from_synthesis(
-    syn: Synthesis, words: list[str], text: str, ratio: float, offset: int, num_samples: int
+    syn: Synthesis,
+    words: list[str],
+    text: str,
+    ratio: float,
+    offset: int,
+    num_samples: int,
+    phone_counts: list[int] | None = None,
 ) -> list[Segment]:
     """Phone segments of one utterance after resampling by ``ratio`` and shifting by ``offset``.
 
     ``words``/``text``: the spoken words and the text given to eSpeak (word events are matched to
     words by their character position). ``num_samples``: length of the final audio.
+    ``phone_counts``: phones of each word in isolation; eSpeak speaks some function words together
+    with the next word under one word event (``in the`` -> ``inD@``), and these counts share out
+    the phones of such a merged word.
     """
     starts = _word_starts(text, words)
     # merge phoneme and word events in time order (word events come before their first phoneme)
@@ -93,7 +102,35 @@ def segments_from_synthesis(
         cursor = e
     if cursor < num_samples:
         segs.append(Segment(SILENCE, cursor, num_samples))
-    return _merge_silence(segs)
+    segs = _merge_silence(segs)
+    if phone_counts is not None:
+        _split_merged_words(segs, phone_counts)
+    return segs
+
+
+def _split_merged_words(segs: list[Segment], counts: list[int]) -> None:
+    """Give the words eSpeak merged into the word before them their share of its phones (in place)."""
+    by_word: dict[int, list[int]] = {}
+    for i, seg in enumerate(segs):
+        if seg.word >= 0:
+            by_word.setdefault(seg.word, []).append(i)
+    for w in sorted(by_word):
+        k = w + 1
+        while k < len(counts) and k not in by_word:
+            k += 1
+        group = list(range(w, k))
+        if len(group) < 2:
+            continue
+        idx, pos = by_word[w], 0
+        for j, g in enumerate(group):
+            after = len(group) - 1 - j  # words still to serve, one phone each at least
+            if after == 0:
+                take = len(idx) - pos
+            else:
+                take = max(1, min(counts[g], len(idx) - pos - after))
+            for i in idx[pos : pos + take]:
+                segs[i] = replace(segs[i], word=g)
+            pos += take
 
 
 def _closures(events: list[tuple[int, str, int]], samples) -> None:

@@ -19,6 +19,8 @@ from spidrkit.errors import SpidrkitError
 from spidrkit.synth.alignment import Segment, segments_from_synthesis
 from spidrkit.synth.espeak import SAMPLE_RATE as ESPEAK_RATE
 from spidrkit.synth.espeak import ESpeak
+from spidrkit.synth.lexicon import load_lexicon
+from spidrkit.synth.phones import mnemonics_to_phones, tokenize_mnemonics
 from spidrkit.synth.speakers import Speaker
 
 SAMPLE_RATE = 16000
@@ -51,12 +53,20 @@ _STATE: dict = {}
 
 
 def init_worker(speakers: list[Speaker]) -> None:
-    """Pool initializer: load eSpeak in this process and write the voice files."""
+    """Pool initializer: load eSpeak in this process, write the voice files, count word phones."""
     es = ESpeak()
     _STATE["espeak"] = es
     _STATE["voices"] = {
         s.id: es.add_voice(f"spidrkit-{s.id}", s.voice_file_text()) for s in speakers
     }
+    # phones of each word form said alone, to share out words eSpeak says as one ("in the")
+    forms = load_lexicon().word_forms()
+    voice = next(iter(_STATE["voices"].values()))
+    counts = {}
+    for word, mnemonics in zip(forms, es.phonemize(forms, voice), strict=True):
+        tokens = tokenize_mnemonics(mnemonics)
+        counts[word] = len(mnemonics_to_phones(tokens)) if tokens else 1
+    _STATE["phone_counts"] = counts
 
 
 def _resample(x: np.ndarray) -> np.ndarray:
@@ -95,7 +105,13 @@ def render(job: Job) -> Rendered:
     if job.align:
         segments = tuple(
             segments_from_synthesis(
-                syn, list(job.words), job.text, SAMPLE_RATE / ESPEAK_RATE, lead, n
+                syn,
+                list(job.words),
+                job.text,
+                SAMPLE_RATE / ESPEAK_RATE,
+                lead,
+                n,
+                [_STATE["phone_counts"].get(w, 1) for w in job.words],
             )
         )
     path = Path(job.path)
