@@ -135,3 +135,18 @@ def test_data_config_validate():
     ).validate()
     assert len(errors) == 3
     assert any(e.startswith("max_sample_size") for e in errors)
+
+
+def test_data_config_from_toml(tmp_path):
+    from spidrkit.config import load_config
+    from spidrkit.errors import ConfigError
+
+    path = tmp_path / "data.toml"
+    path.write_text('train_manifests = ["a.csv", "b.csv"]\nbatch_mode = "pad"\nnum_buckets = 10\n')
+    cfg = load_config(DataConfig, path, ["max_sample_size=16000"])
+    assert cfg.train_manifests == ("a.csv", "b.csv") and cfg.batch_mode == "pad"
+    assert cfg.max_sample_size == 16000 and cfg.num_buckets == 10
+    with pytest.raises(ConfigError) as exc:
+        load_config(DataConfig, path, ["batch_mode=cut", "max_batch_samples=10", "bogus=1"])
+    text = str(exc.value)
+    assert "batch_mode" in text and "max_batch_samples" in text and "bogus: unknown key" in text

@@ -108,13 +108,17 @@ def scan_directory(
         raise DataError(f"{root}: not a directory")
     exts = _normalise_extensions(extensions)
     rels: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames.sort()
-        rel_dir = os.path.relpath(dirpath, root)
-        for name in filenames:
-            if os.path.splitext(name)[1].lower() in exts:
-                rel = name if rel_dir == "." else os.path.join(rel_dir, name)
-                rels.append(rel.replace(os.sep, "/"))
+    listing = progress(desc=f"list {root.name or root}", unit="file", enabled=show_progress)
+    with listing:
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+            dirnames.sort()
+            rel_dir = os.path.relpath(dirpath, root)
+            before = len(rels)
+            for name in filenames:
+                if os.path.splitext(name)[1].lower() in exts:
+                    rel = name if rel_dir == "." else os.path.join(rel_dir, name)
+                    rels.append(rel.replace(os.sep, "/"))
+            listing.update(len(rels) - before)
     rels.sort()
     if not rels:
         raise DataError(f"{root}: no audio files with extensions {', '.join(exts)}")
