@@ -33,9 +33,10 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from spidrkit.errors import ConfigError, DataError
+from spidrkit.errors import ConfigError, DataError, SpidrkitError
 from spidrkit.synth import minimal_pairs as mp
 from spidrkit.synth.alignment import abx_items, frame_labels, word_timings
+from spidrkit.synth.espeak import ESpeak
 from spidrkit.synth.grammar import Grammar
 from spidrkit.synth.lexicon import load_lexicon
 from spidrkit.synth.phones import INVENTORY, PHONES, mnemonics_to_phones, tokenize_mnemonics
@@ -135,6 +136,17 @@ def resolve_preset(preset: str, hours: float | None) -> Preset:
             }
         )
     return p
+
+
+def _check_dependencies() -> None:
+    """Fail here, with a clear message, rather than in every pool worker (which would respawn)."""
+    try:
+        import soxr  # noqa: F401
+    except ImportError as exc:
+        raise SpidrkitError(
+            "the synthetic corpus needs soxr: pip install 'spidrkit[synth]'"
+        ) from exc
+    ESpeak()  # loads and initialises eSpeak NG once; workers are spawned, so they start clean
 
 
 def default_workers() -> int:
@@ -355,6 +367,7 @@ def make_corpus(
     """
     t0 = time.perf_counter()
     p = resolve_preset(preset, hours)
+    _check_dependencies()
     out = Path(out_dir).resolve()
     _prepare_out(out, overwrite)
     speakers = make_speakers(*p.speakers, seed=seed)
