@@ -153,15 +153,21 @@ def test_storycloze_common_layouts(tmp_path):
 
 
 def test_storycloze_gold_csv(tmp_path):
-    folder = _write(
-        tmp_path / "tsc",
-        "filename,id,voice,correct\n",
-        [("x1", 7, "v1", 1), ("x0", 7, "v1", 0), ("y1", 7, "v2", 1), ("y0", 7, "v2", 0)],
-    )
+    # the synthetic corpus's topic StoryCloze columns (spidrkit.synth), voices averaged per story
+    header = "filename,voice,id,correct,topic,ending_topic,transcription\n"
+    rows = [
+        ("x1", "v1", 7, 1, "farm", "farm", "a. b."),
+        ("x0", "v1", 7, 0, "farm", "sea", "a. c."),
+        ("y1", "v2", 7, 1, "farm", "farm", "a. b."),
+        ("y0", "v2", 7, 0, "farm", "sea", "a. c."),
+        ("z1", "v1", 8, 1, "sea", "sea", "d. e."),
+        ("z0", "v1", 8, 0, "sea", "farm", "d. f."),
+    ]
+    folder = _write(tmp_path / "storycloze" / "dev", header, rows)
     task = load_task(folder)
-    assert task.kind == "storycloze"
-    r = evaluate_task(task, {"x1": 1, "x0": 0, "y1": 0, "y0": 0})
-    assert r.accuracy == 0.75 and r.num_items == 1
+    assert task.kind == "storycloze" and task.name == "storycloze/dev"
+    r = evaluate_task(task, {"x1": 1, "x0": 0, "y1": 0, "y0": 0, "z1": -5, "z0": -4})
+    assert r.accuracy == pytest.approx((0.75 + 0.0) / 2) and r.num_items == 2 and r.num_pairs == 3
 
 
 def test_bad_gold_files(tmp_path):

@@ -30,7 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--lm", required=True, help="LM checkpoint (best.pt) or lm-train run folder"
     )
     src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--units", help="units JSONL covering every task audio file (spidrkit units)")
+    src.add_argument(
+        "--units",
+        action="append",
+        metavar="JSONL",
+        help="units of the task audio files (spidrkit units); repeat for several files",
+    )
     src.add_argument(
         "--encoder", help="tokenize the audio with this encoder (preset or checkpoint)"
     )
@@ -89,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     if args.units:
         if args.layer is not None or args.kmeans:
             raise ConfigError("--layer and --kmeans go with --encoder, not --units")
-        tokenize = UnitsLookup.from_jsonl(args.units, dedup=not args.no_dedup)
+        tokenize = UnitsLookup.from_jsonl(*args.units, dedup=not args.no_dedup)
     else:
         from spidrkit.units import Tokenizer
 

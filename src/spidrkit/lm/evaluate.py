@@ -62,8 +62,10 @@ class UnitsLookup:
                 self.by_stem[parts[-1]].append((parts, r.units))
 
     @classmethod
-    def from_jsonl(cls, path: str | Path, dedup: bool = True) -> UnitsLookup:
-        return cls(read_units_jsonl(path, dedup=dedup), source=str(path))
+    def from_jsonl(cls, *paths: str | Path, dedup: bool = True) -> UnitsLookup:
+        """Entries of one or more units JSONL files."""
+        records = [r for p in paths for r in read_units_jsonl(p, dedup=dedup)]
+        return cls(records, source=", ".join(map(str, paths)))
 
     def find(self, path: str | Path) -> list[int] | None:
         """Units of ``path``, or None when no entry matches."""
