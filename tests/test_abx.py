@@ -293,3 +293,23 @@ def test_tiles_do_not_change_distances():
     assert len(keys) > 100
     np.testing.assert_allclose(many, one, rtol=1e-6)
     np.testing.assert_allclose(tiny, one, rtol=1e-6)
+
+
+def test_sparse_and_tiled_paths_agree():
+    from spidrkit.eval.abx import scoring
+    from spidrkit.eval.abx.task import build_cells, gather_frames
+
+    rows, feats = random_task(8, "angular", n_items=50)
+    cfg = ABXConfig(max_size_group=None)
+    bank = gather_frames(Items.from_rows(rows), feats, show_progress=False)
+    keys = scoring.needed_pairs(build_cells(bank.items, cfg, None), len(bank.length))
+    tiled = scoring.pair_dtw(bank, keys, "angular", show_progress=False)
+    old = scoring.SPARSE_RATIO
+    try:
+        scoring.SPARSE_RATIO = 10**9  # every tile pair goes the per-pair way
+        sparse = scoring.pair_dtw(bank, keys, "angular", show_progress=False)
+    finally:
+        scoring.SPARSE_RATIO = old
+    assert len(keys) > 20
+    # acos near 0 amplifies 1-ulp matmul differences (overlapping items): absolute tolerance
+    np.testing.assert_allclose(sparse, tiled, rtol=1e-5, atol=1e-4)

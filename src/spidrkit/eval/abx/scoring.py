@@ -22,6 +22,9 @@ DEFAULT_TILE_FRAMES = 256
 # Budget (in elements) of one DTW batch: P * (N + M) * max(N, M) for the skewed cost and states.
 DEFAULT_BATCH_ELEMENTS = 1 << 23
 MAX_PAIRS_PER_BATCH = 65536
+# A tile pair whose needed cost cells are fewer than 1/SPARSE_RATIO of the tile matrix is done
+# pair by pair (gathered frames + bmm) instead.
+SPARSE_RATIO = 8
 
 
 def needed_pairs(cells: Cells, n_items: int) -> np.ndarray:
@@ -84,10 +87,15 @@ def pair_dtw(
     out = np.empty(len(keys), dtype=np.float64)
     len_t = torch.as_tensor(length, device=device)
     bar = progress(total=len(keys), desc="DTW pairs", enabled=show_progress, leave=False)
+    sparse: list[np.ndarray] = []
     for sel in np.split(by_tile, bounds):
         if len(sel) == 0:
             continue
         ti, tj = int(tile[i[sel[0]]]), int(tile[j[sel[0]]])
+        tile_cells = (tile_hi[ti] - tile_lo[ti]) * (tile_hi[tj] - tile_lo[tj])
+        if int((length[i[sel]] * length[j[sel]]).sum()) * SPARSE_RATIO < tile_cells:
+            sparse.append(sel)  # few pairs: a per-pair matmul is cheaper than the tile's
+            continue
         rows = frames[tile_lo[ti] : tile_hi[ti]]
         cols = frames[tile_lo[tj] : tile_hi[tj]]
         dmat = pair_distances(rows[None], cols[None], distance)[0].reshape(-1)  # [fi * fj]
@@ -105,11 +113,30 @@ def pair_dtw(
             cost = dmat[r[:, :, None] * width + c[:, None, :]]  # [P, N, M]
             out[sub] = dtw_normalised(cost, len_t[ii], len_t[jj]).double().cpu().numpy()
             bar.update(len(sub))
+    if sparse:
+        sel = np.concatenate(sparse)
+        sel = sel[np.lexsort((length[j[sel]], length[i[sel]]))]
+        start_t = torch.as_tensor(start, device=device)
+        for sub in _batches(sel, length[i], length[j], batch_elements, dim=frames.shape[1]):
+            ii = torch.as_tensor(i[sub], device=device)
+            jj = torch.as_tensor(j[sub], device=device)
+            N, M = int(length[i[sub]].max()), int(length[j[sub]].max())
+            x = frames[_frame_index(start_t, len_t, ii, N)]  # [P, N, D]
+            y = frames[_frame_index(start_t, len_t, jj, M)]  # [P, M, D]
+            cost = pair_distances(x, y, distance)
+            out[sub] = dtw_normalised(cost, len_t[ii], len_t[jj]).double().cpu().numpy()
+            bar.update(len(sub))
     bar.close()
     return out
 
 
-def _batches(sel: np.ndarray, li: np.ndarray, lj: np.ndarray, budget: int):
+def _frame_index(start: torch.Tensor, length: torch.Tensor, idx: torch.Tensor, L: int):
+    """``[P, L]`` frame indices of items ``idx``, padded by repeating each item's last frame."""
+    offs = torch.arange(L, device=start.device)[None, :]
+    return start[idx, None] + torch.minimum(offs, length[idx, None] - 1)
+
+
+def _batches(sel: np.ndarray, li: np.ndarray, lj: np.ndarray, budget: int, dim: int = 0):
     """Split ``sel`` (sorted by lengths) into runs whose DTW tensors stay under ``budget``."""
     pos = 0
     while pos < len(sel):
@@ -117,7 +144,7 @@ def _batches(sel: np.ndarray, li: np.ndarray, lj: np.ndarray, budget: int):
         while True:
             chunk = sel[pos : pos + take]
             N, M = int(li[chunk].max()), int(lj[chunk].max())
-            cap = max(1, budget // ((N + M) * max(N, M)))
+            cap = max(1, budget // ((N + M) * max(N, M, dim)))
             if take <= cap:
                 break
             take = cap
