@@ -206,7 +206,9 @@ def format_table(results: Sequence[TaskResult]) -> str:
             metric = f"{label} in-vocab" if key == "in_vocab" else f"  {key}"
             rows.append((r.name, metric, _pct(value), "", ""))
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     for r in results:
         if r.unpaired:
