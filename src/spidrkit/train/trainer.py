@@ -252,7 +252,14 @@ class Trainer:
         if dist_utils.is_initialized():
             rng_all = [None] * self.dist.world_size
             torch.distributed.all_gather_object(rng_all, rng)
+        meta = {}
+        model_cfg = getattr(self.model, "config", None)
+        if hasattr(model_cfg, "to_dict"):  # self-describing, as spidrkit.models.save_model writes
+            meta = {
+                "spidrkit": {"model_type": self.cfg.run.model_type, "config": model_cfg.to_dict()}
+            }
         return {
+            **meta,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
