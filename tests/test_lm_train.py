@@ -331,3 +331,62 @@ def test_audio_to_scores_units_file_and_encoder_agree(tmp_path):
         )
         == 2
     )  # --layer missing: one-line error
+
+
+@pytest.mark.slow
+def test_ddp_two_ranks_equal_one_process_with_accumulation(tmp_path):
+    """torchrun, 2 CPU ranks x 1 micro-batch == 1 process x 2 micro-batches (same batches, no
+    dropout): the loss normalisation does not depend on how tokens are split."""
+    import os
+    import subprocess
+    import sys
+
+    rng, words = _language()
+    train = _write_units(tmp_path / "train.jsonl", _train_rows(rng, words, 100))
+    sets = [
+        "--set",
+        f"data.train={json.dumps(str(train))}",
+        "--set",
+        "run.max_steps=4",
+        "--set",
+        "run.save_every=4",
+        "--set",
+        "data.max_tokens=256",
+        "--no-progress",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        str(29500 + os.getpid() % 1000),
+        "-m",
+        "spidrkit.cli.main",
+        "lm-train",
+        "configs/lm_tiny.toml",
+        *sets,
+        "--set",
+        f"run.output_dir={json.dumps(str(tmp_path / 'ddp'))}",
+    ]
+    subprocess.run(cmd, check=True, env=env, timeout=300, capture_output=True)
+    assert (
+        main(
+            [
+                "lm-train",
+                "configs/lm_tiny.toml",
+                *sets,
+                "--set",
+                "run.grad_accum=2",
+                "--set",
+                f"run.output_dir={json.dumps(str(tmp_path / 'one'))}",
+            ]
+        )
+        == 0
+    )
+    a = load_checkpoint(tmp_path / "ddp" / "checkpoint_00000004.pt")["model"]
+    b = load_checkpoint(tmp_path / "one" / "checkpoint_00000004.pt")["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)

@@ -35,12 +35,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
     from spidrkit.config import load_config
     from spidrkit.lm.config import LMTrainConfig
     from spidrkit.lm.train import train_lm
+    from spidrkit.train.distributed import cleanup
 
     cfg = load_config(LMTrainConfig, args.config, args.overrides)
-    result = train_lm(cfg, resume=not args.no_resume, show_progress=not args.no_progress)
+    try:
+        result = train_lm(cfg, resume=not args.no_resume, show_progress=not args.no_progress)
+    finally:
+        cleanup()
+    if os.environ.get("RANK", "0") != "0":
+        return 0
     line = f"step {result.step}: train loss {result.train_loss:.4f}"
     if result.valid_loss is not None:
         line += f", valid loss {result.valid_loss:.4f} (ppl {result.valid_ppl:.2f})"

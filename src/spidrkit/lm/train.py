@@ -35,6 +35,7 @@ from spidrkit.lm.data import (
     split_train_valid,
 )
 from spidrkit.lm.model import UnitLM
+from spidrkit.lm.vocab import PAD
 from spidrkit.train import checkpoint as ckpt
 from spidrkit.train import distributed as D
 from spidrkit.train.monitor import MetricsLogger, format_postfix
@@ -219,8 +220,9 @@ def train_lm(
         ckpt.restore_rng_state(state["rng"])
         log.info("resumed from %s at step %d", latest, step)
     wrapped: torch.nn.Module = model
+    ddp: torch.nn.parallel.DistributedDataParallel | None = None
     if dist.is_distributed:
-        wrapped = torch.nn.parallel.DistributedDataParallel(
+        wrapped = ddp = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None
         )
     if run.compile and dist.device.type == "cuda":
@@ -247,20 +249,20 @@ def train_lm(
         while step < run.max_steps:
             micro = [next(stream) for _ in range(run.grad_accum)]
             epoch, index = micro[-1][0], micro[-1][1]
-            local = sum(int((b[1] != 0).sum()) for _, _, b in micro)
+            local = sum(int((b[1] != PAD).sum()) for _, _, b in micro)
             total = D.all_reduce_sum(torch.tensor(float(local), device=dist.device)).item()
             scale = dist.world_size / max(total, 1.0)  # DDP averages gradients over ranks
             step_loss = 0.0
             for k, (_, _, (inputs, targets)) in enumerate(micro):
                 inputs, targets = inputs.to(dist.device), targets.to(dist.device)
-                sync = k == len(micro) - 1 or not dist.is_distributed
-                ctx = contextlib.nullcontext() if sync else wrapped.no_sync()
+                last = k == len(micro) - 1
+                ctx = ddp.no_sync() if ddp is not None and not last else contextlib.nullcontext()
                 with ctx, autocast_context(dist.device, run.precision):
                     logits = wrapped(inputs)
                     loss = torch.nn.functional.cross_entropy(
                         logits.float().flatten(0, 1),
                         targets.flatten(),
-                        ignore_index=0,
+                        ignore_index=PAD,
                         reduction="sum",
                     )
                 (loss * scale).backward()
