@@ -1,0 +1,39 @@
+"""Run the whole spidrkit path on a synthetic corpus made on the spot (no download).
+
+synth -> pretrain SpidR -> ABX per layer vs MFCC -> k-means units -> PNMI/purity -> unit LM ->
+sWUGGY/sBLIMP/tSC. Each stage prints the `spidrkit` command it runs; run it again to skip what is done.
+
+Examples:
+    spidrkit demo --out runs/demo              # ~2 h corpus; see docs/demo.md for timings
+    spidrkit demo --plan quick --out runs/quick    # tiny corpus, a couple of minutes
+"""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "run the whole path (synth -> train -> ABX -> units -> LM -> scores) on synthetic data"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    parser.add_argument(
+        "--plan",
+        choices=["demo", "quick"],
+        default="demo",
+        help="demo: 2 h corpus; quick: tiny corpus, for a first look",
+    )
+    parser.add_argument("--train-steps", type=int, help="override the pretraining steps")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from spidrkit.demo import PLANS, run_demo
+
+    plan = PLANS[args.plan]
+    if args.train_steps:
+        plan = dataclasses.replace(plan, train_steps=args.train_steps)
+    run_demo(args.out, plan, progress=not args.no_progress)
+    return 0

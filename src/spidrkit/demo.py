@@ -1,0 +1,400 @@
+"""The whole spidrkit path on the embedded synthetic corpus, with no download (``make demo``).
+
+synth -> train SpidR -> ABX per layer (vs MFCC) -> k-means units -> unit quality -> unit LM ->
+sWUGGY / sBLIMP / tSC. Every stage is one ``spidrkit`` command, printed before it runs, so the demo
+doubles as a copy-paste walkthrough; finished stages are skipped when the demo is run again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from spidrkit.config import dump_toml
+from spidrkit.errors import SpidrkitError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    """Sizes of a demo run. ``demo`` is the default; ``quick`` is for tests and a first look."""
+
+    corpus_preset: str = "demo"
+    train_steps: int = 600
+    embed_dim: int = 128
+    num_layers: int = 4
+    codebook_size: int = 64
+    kmeans_k: int = 64
+    lm_steps: int = 400
+    seed: int = 0
+
+
+PLANS = {
+    "demo": DemoPlan(),
+    "quick": DemoPlan(
+        corpus_preset="tiny",
+        train_steps=40,
+        embed_dim=64,
+        codebook_size=16,
+        kmeans_k=16,
+        lm_steps=60,
+    ),
+}
+
+
+@dataclass
+class DemoResult:
+    """Where the demo put things and the headline numbers it measured."""
+
+    out: Path
+    checkpoint: Path
+    abx: dict[str, dict[int, float]] = field(default_factory=dict)
+    best_layer: int = 0
+    unit_quality: dict[str, float] = field(default_factory=dict)
+    slm: dict[str, Any] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _pretrain_config(plan: DemoPlan, corpus: Path, out: Path) -> dict[str, Any]:
+    d = plan.embed_dim
+    return {
+        "run": {
+            "model_type": "spidr",
+            "output_dir": str(out),
+            "max_steps": plan.train_steps,
+            "seed": plan.seed,
+            "device": "auto",
+            "precision": "fp32",
+            "log_interval": 20,
+            "save_interval": max(plan.train_steps // 2, 1),
+            "keep_last": 1,
+        },
+        "data": {
+            "train_manifests": [str(corpus / "train" / "manifest.csv")],
+            "valid_manifests": [str(corpus / "dev" / "manifest.csv")],
+            "max_batch_samples": 160_000,
+            "min_sample_size": 8000,
+            "max_sample_size": 64_000,
+            "num_buckets": 20,
+            "num_workers": 1,
+        },
+        "model": {
+            "extractor_conv_layer_config": [[d, 10, 5]] + [[d, 3, 2]] * 4 + [[d, 2, 2]] * 2,
+            "encoder_embed_dim": d,
+            "encoder_num_layers": plan.num_layers,
+            "encoder_num_heads": max(1, d // 32),
+            "encoder_ff_interm_features": 4 * d,
+            "codebook_size": plan.codebook_size,
+            "num_codebooks": min(3, plan.num_layers),
+            "encoder_attention_dropout": 0.0,
+            "encoder_dropout": 0.05,
+            "encoder_layer_drop": 0.0,
+            "ema_timescale": max(plan.train_steps // 4, 10),
+            "freeze_step": plan.train_steps * 10,
+        },
+        "optimizer": {
+            "lr": 2e-3,
+            "scheduler": "tristage",
+            "warmup_steps": max(plan.train_steps // 10, 1),
+            "hold_steps": plan.train_steps // 2,
+            "decay_steps": plan.train_steps - plan.train_steps // 10 - plan.train_steps // 2,
+            "clip_norm": 10.0,
+        },
+        "masking": {"mask_prob": 0.65, "mask_length": 5, "min_masks": 2},
+        "validation": {"interval": max(plan.train_steps // 2, 1), "max_batches": 4},
+    }
+
+
+def _lm_config(plan: DemoPlan, units: Path, out: Path) -> dict[str, Any]:
+    return {
+        "preset": "lm_tiny",
+        "model": {"num_units": plan.kmeans_k, "max_positions": 1024},
+        "data": {
+            "train": str(units),
+            "valid_fraction": 0.05,
+            "batching": "bucket",
+            "block_size": 256,
+            "max_tokens": 4096,
+        },
+        "optim": {"lr": 3e-3, "warmup_steps": max(plan.lm_steps // 10, 1), "weight_decay": 0.0},
+        "run": {
+            "output_dir": str(out),
+            "max_steps": plan.lm_steps,
+            "device": "auto",
+            "log_every": 20,
+            "valid_every": max(plan.lm_steps // 2, 1),
+            "save_every": plan.lm_steps,
+            "tensorboard": False,
+        },
+    }
+
+
+class _Runner:
+    """Runs ``spidrkit`` commands in-process, printing each one first, timing them."""
+
+    def __init__(self, progress: bool) -> None:
+        self.progress = progress
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, stage: str, args: list[str], done: Path | None = None) -> None:
+        from spidrkit.cli.main import main
+
+        line = "spidrkit " + " ".join(shlex.quote(a) for a in args)
+        if done is not None and done.exists():
+            print(f"\n[{stage}] already done ({done}); skipping:\n  {line}", flush=True)
+            return
+        print(f"\n[{stage}]\n  {line}", flush=True)
+        start = time.perf_counter()
+        code = main(args)
+        self.seconds[stage] = time.perf_counter() - start
+        if code:
+            raise SpidrkitError(f"demo stage {stage!r} failed (exit {code}): {line}")
+
+
+def run_demo(
+    out: str | Path = "runs/demo", plan: DemoPlan | None = None, progress: bool = True
+) -> DemoResult:
+    """Run every stage into ``out``; returns the measured numbers (also in ``out/summary.json``)."""
+    plan = plan or PLANS["demo"]
+    out = Path(out)
+    corpus, train_dir, ev = out / "corpus", out / "pretrain", out / "eval"
+    cfg_dir = out / "configs"
+    cfg_dir.mkdir(parents=True, exist_ok=True)
+    ev.mkdir(parents=True, exist_ok=True)
+    run = _Runner(progress)
+    quiet = [] if progress else ["--no-progress"]
+
+    run(
+        "1. synthetic corpus",
+        ["synth", "--preset", plan.corpus_preset, "--out", str(corpus), "--seed", str(plan.seed)]
+        + ([] if progress else ["--quiet"]),
+        done=corpus / "corpus.json",
+    )
+
+    train_toml = cfg_dir / "pretrain.toml"
+    train_toml.write_text(dump_toml(_pretrain_config(plan, corpus, train_dir)))
+    run("2. pretrain SpidR", ["train", str(train_toml)])
+    from spidrkit.train.checkpoint import find_latest_checkpoint
+
+    ckpt = find_latest_checkpoint(train_dir / "checkpoints")
+    if ckpt is None:
+        raise SpidrkitError(f"{train_dir}: training wrote no checkpoint")
+
+    dev_item = corpus / "dev" / "abx.item"
+    layers = ",".join(str(i) for i in range(1, plan.num_layers + 1))
+    abx_json = ev / "abx_spidr.json"
+    run(
+        "3a. ABX per layer",
+        [
+            "abx",
+            str(dev_item),
+            "--model",
+            str(ckpt),
+            "--layers",
+            layers,
+            "--manifest",
+            str(corpus / "dev" / "manifest.csv"),
+            "--label",
+            "SpidR (demo)",
+            "--json",
+            str(abx_json),
+        ]
+        + quiet,
+    )
+    mfcc_dir = ev / "feats_mfcc"
+    run(
+        "3b. MFCC baseline features",
+        [
+            "extract",
+            str(corpus / "dev" / "manifest.csv"),
+            "--baseline",
+            "mfcc",
+            "--out",
+            str(mfcc_dir),
+        ]
+        + quiet,
+    )
+    mfcc_json = ev / "abx_mfcc.json"
+    run(
+        "3c. ABX of MFCC",
+        [
+            "abx",
+            str(dev_item),
+            str(mfcc_dir),
+            "--label",
+            "MFCC",
+            "--layer",
+            "0",
+            "--json",
+            str(mfcc_json),
+        ]
+        + quiet,
+    )
+    run(
+        "3d. plot ABX per layer",
+        ["plot", "abx-layers", str(abx_json), str(mfcc_json), "--out", str(ev / "abx_layers.png")],
+    )
+
+    from spidrkit.eval.abx import read_results_json
+
+    spidr_abx = {
+        r.layer: r.error
+        for r in read_results_json(abx_json)
+        if r.layer is not None and r.error is not None
+    }
+    mfcc_abx = {0: read_results_json(mfcc_json)[0].error}
+    best = min(spidr_abx, key=spidr_abx.get)
+
+    km = ev / f"kmeans_l{best}_{plan.kmeans_k}.pt"
+    run(
+        "4a. k-means",
+        [
+            "kmeans",
+            "--audio",
+            str(corpus / "train" / "manifest.csv"),
+            "--model",
+            str(ckpt),
+            "--layer",
+            str(best),
+            "-k",
+            str(plan.kmeans_k),
+            "--seed",
+            str(plan.seed),
+            "--out",
+            str(km),
+        ]
+        + quiet,
+    )
+    units = {}
+    for split in ("train", "dev"):
+        units[split] = ev / f"units_{split}.jsonl"
+        run(
+            f"4b. units ({split})",
+            [
+                "units",
+                str(corpus / split / "manifest.csv"),
+                "--model",
+                str(ckpt),
+                "--layer",
+                str(best),
+                "--kmeans",
+                str(km),
+                "--name",
+                "fileid",
+                "--out",
+                str(units[split]),
+            ]
+            + quiet,
+        )
+    q_json = ev / "unit_quality.json"
+    run(
+        "5a. unit quality",
+        [
+            "unit-quality",
+            str(corpus / "dev" / "phones.jsonl"),
+            str(units["dev"]),
+            "--vocab-size",
+            str(plan.kmeans_k),
+            "--json",
+            str(q_json),
+        ],
+    )
+    run(
+        "5b. plot P(phone|unit)",
+        ["plot", "phone-unit", str(q_json), "--out", str(ev / "phone_unit.png")],
+    )
+
+    lm_toml = cfg_dir / "lm.toml"
+    lm_dir = out / "lm"
+    lm_toml.write_text(dump_toml(_lm_config(plan, units["train"], lm_dir)))
+    run("6. train the unit LM", ["lm-train", str(lm_toml)] + quiet)
+    slm_dir = ev / "slm"
+    run(
+        "7. spoken-LM zero-shot scores",
+        [
+            "slm-eval",
+            "--lm",
+            str(lm_dir),
+            "--encoder",
+            str(ckpt),
+            "--layer",
+            str(best),
+            "--kmeans",
+            str(km),
+            "--lexical",
+            str(corpus / "lexical" / "dev"),
+            "--syntactic",
+            str(corpus / "syntactic" / "dev"),
+            "--tsc",
+            str(corpus / "storycloze" / "dev"),
+            "--out",
+            str(slm_dir),
+        ],
+    )
+
+    quality = json.loads(q_json.read_text())
+    metrics = quality.get("metrics", quality)
+    result = DemoResult(
+        out=out,
+        checkpoint=ckpt,
+        abx={"SpidR": spidr_abx, "MFCC": mfcc_abx},
+        best_layer=best,
+        unit_quality={k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+        slm=json.loads((slm_dir / "scores.json").read_text()),
+        seconds=run.seconds,
+    )
+    _write_summary(result)
+    return result
+
+
+def _write_summary(r: DemoResult) -> None:
+    lines = [
+        "# spidrkit demo summary",
+        "",
+        f"checkpoint: `{r.checkpoint}`",
+        "",
+        "| ABX within speaker (dev, %) | "
+        + " | ".join(f"layer {k}" for k in r.abx["SpidR"])
+        + " | MFCC |",
+        "|---" * (len(r.abx["SpidR"]) + 2) + "|",
+        "| error | "
+        + " | ".join(f"{100 * v:.2f}" for v in r.abx["SpidR"].values())
+        + f" | {100 * r.abx['MFCC'][0]:.2f} |",
+        "",
+        f"Units: k-means of layer {r.best_layer} (the best ABX layer).",
+        "",
+    ]
+    lines += [f"- {k}: {v:.4g}" for k, v in r.unit_quality.items()]
+    lines += [
+        "",
+        "Spoken-LM scores:",
+        "",
+        "```",
+        json.dumps(r.slm, indent=1)[:3000],
+        "```",
+        "",
+        "Seconds per stage:",
+        "",
+    ]
+    lines += [f"- {k}: {v:.1f}" for k, v in r.seconds.items()]
+    (r.out / "summary.md").write_text("\n".join(lines) + "\n")
+    (r.out / "summary.json").write_text(
+        json.dumps(
+            {
+                "checkpoint": str(r.checkpoint),
+                "abx": r.abx,
+                "best_layer": r.best_layer,
+                "unit_quality": r.unit_quality,
+                "slm": r.slm,
+                "seconds": r.seconds,
+            },
+            indent=2,
+        )
+    )
+    print("\n" + "\n".join(lines))
