@@ -205,3 +205,35 @@ def test_cli_extract_checkpoint_and_help(corpus: Path, tmp_path: Path, capsys) -
             main([cmd, "--help"])
         assert exc.value.code == 0
         assert f"spidrkit {cmd}" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_split_the_corpus(corpus: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    ckpt = save_model(tiny(), tmp_path / "ckpt.pt")
+    torchrun = Path(sys.executable).parent / "torchrun"
+    out = tmp_path / "tr"
+    cmd = [
+        str(torchrun),
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "spidrkit.cli.main",
+        "extract",
+        str(corpus),
+        "--model",
+        str(ckpt),
+        "--layers",
+        "2",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--device",
+        "cpu",
+    ]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "rank 0/2: 3 files written" in res.stderr and "rank 1/2: 2 files written" in res.stderr
+    assert len(list(out.rglob("*.pt"))) == 5
