@@ -77,16 +77,16 @@ LM_PRESETS: dict[str, UnitLMConfig] = {
     "opt_125m": UnitLMConfig(),
     # a few hundred thousand parameters: trains in seconds on a laptop CPU
     "lm_small": UnitLMConfig(
-        num_layers=4, embed_dim=128, num_heads=4, ffn_dim=512, max_positions=512, dropout=0.1
+        num_layers=4, embed_dim=128, num_heads=4, ffn_dim=512, max_positions=1024, dropout=0.1
     ),
-    # what the tests reuse
+    # what the tests reuse; 512 positions so that synthetic stories fit when scoring
     "lm_tiny": UnitLMConfig(
         num_units=16,
         num_layers=2,
         embed_dim=32,
         num_heads=2,
         ffn_dim=64,
-        max_positions=128,
+        max_positions=512,
         dropout=0.0,
     ),
 }
