@@ -97,7 +97,7 @@ def main() -> None:
     print(f"| {'source':<24} | {'wall s':>7} | {'audio-s/s':>9} | {'vs all 12':>9} |")
     print(f"|{'-' * 26}|{'-' * 9}|{'-' * 11}|{'-' * 11}|")
     for name, wall, speed in rows:
-        print(f"| {name:<24} | {wall:7.2f} | {speed:9.1f} | {speed / base:8.2f}x |")
+        print(f"| {name:<24} | {wall:7.3f} | {speed:9.1f} | {speed / base:8.2f}x |")
 
 
 if __name__ == "__main__":
