@@ -19,6 +19,6 @@ def test_quick_demo_runs_every_stage(tmp_path) -> None:
     assert 0.0 <= summary["unit_quality"]["pnmi"] <= 1.0
     assert (tmp_path / "eval" / "abx_layers.png").stat().st_size > 1000
     assert (tmp_path / "eval" / "phone_unit.png").stat().st_size > 1000
-    kinds = {task["kind"] for task in summary["slm"]["tasks"]}
+    kinds = {task["kind"] for task in summary["slm"]["results"]}
     assert kinds == {"lexical", "syntactic", "storycloze"}
     assert (tmp_path / "eval" / "slm" / "scores.json").is_file()

@@ -371,17 +371,12 @@ def _write_summary(r: DemoResult) -> None:
         "",
     ]
     lines += [f"- {k}: {v:.4g}" for k, v in r.unit_quality.items()]
-    lines += [
-        "",
-        "Spoken-LM scores:",
-        "",
-        "```",
-        json.dumps(r.slm, indent=1)[:3000],
-        "```",
-        "",
-        "Seconds per stage:",
-        "",
-    ]
+    lines += ["", "| spoken-LM task (dev) | pairs | accuracy % |", "|---|---|---|"]
+    for task in r.slm.get("results", []):
+        lines.append(f"| {task['name']} | {task['num_pairs']} | {100 * task['accuracy']:.1f} |")
+        for key, acc in task.get("by", {}).items():
+            lines.append(f"| {task['name']} {key} | | {100 * acc:.1f} |")
+    lines += ["", "Seconds per stage:", ""]
     lines += [f"- {k}: {v:.1f}" for k, v in r.seconds.items()]
     (r.out / "summary.md").write_text("\n".join(lines) + "\n")
     (r.out / "summary.json").write_text(
