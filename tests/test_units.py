@@ -20,6 +20,15 @@ from spidrkit.units.units import CodebookUnits, dedup, expand, head_layers, writ
 sf = pytest.importorskip("soundfile")
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run fastest single-threaded on a shared CPU."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def tiny(model_type: str = "spidr", seed: int = 0):
     torch.manual_seed(seed)
     return build_model(model_type, PRESETS[f"{model_type}_tiny"].config).eval()
@@ -64,13 +73,12 @@ def test_codebook_units_are_argmax_of_the_layer_head(model_type: str) -> None:
     model = tiny(model_type)
     assert head_layers(model) == [2, 3, 4]  # L=4, K=3: heads name layers L-K+1..L
     wavs = [torch.randn(16000), torch.randn(7000)]
+    refs = [model.get_codebooks(standardize(w)[None]) for w in wavs]  # per wav, per head
     for k, layer in enumerate(head_layers(model)):
-        src = CodebookUnits(model, layer)
-        out = src(wavs)[layer]
+        out = CodebookUnits(model, layer)(wavs)[layer]
         for i, w in enumerate(wavs):
-            ref = model.get_codebooks(standardize(w)[None])[k][0].argmax(-1)
             t = model.num_frames(w.shape[0])
-            assert torch.equal(out[i, :t, 0].long(), ref)
+            assert torch.equal(out[i, :t, 0].long(), refs[i][k][0].argmax(-1))
     with pytest.raises(ConfigError, match="layers 2..4"):
         CodebookUnits(model, 1)
 
