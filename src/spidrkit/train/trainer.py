@@ -225,6 +225,8 @@ class Trainer:
             for name, buf in self.model.named_buffers():
                 buf.copy_(buffers[name])
         self.optimizer.zero_grad(set_to_none=True)
+        if self.dist.is_distributed:  # a DDP forward without backward: start a fresh reducer
+            self._wrapped = self._wrap(self.model)
         self.nonfinite_total += 1
         self.nonfinite_in_a_row += 1
         log.warning(
