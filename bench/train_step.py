@@ -74,16 +74,17 @@ def bench(
     b = make_batch(batch, samples, min(masked, frames), frames)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
-    times = []
+    times, cpu = [], []
     for i in range(warmup + steps):
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         r = trainer.train_step(b)
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         if i >= warmup:
             times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
         assert not r.skipped
     med = statistics.median(times)
     mem = torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == "cuda" else peak_rss_gb()
@@ -94,6 +95,7 @@ def bench(
         "precision": precision,
         "frames": frames,
         "median_s": med,
+        "cpu_s": statistics.median(cpu),
         "audio_s_per_s": batch * seconds / med,
         "peak_gb": mem,
         "mem_kind": "cuda alloc" if dev.type == "cuda" else "process RSS",
@@ -168,16 +170,22 @@ def main() -> None:
                     )
                 )
                 r = rows[-1]
-                print(f"  done {name} {mode} {device}: {r['median_s']:.3f} s", file=sys.stderr)
+                print(
+                    f"  done {name} {mode} {device}: {r['median_s']:.3f} s, cpu {r['cpu_s']:.2f} s",
+                    file=sys.stderr,
+                )
     print(
         f"\nbatch {args.batch} x {args.seconds:g} s, {args.masked} masked frames per row, "
         f"{args.precision}, median of {args.steps} steps after {args.warmup} warm-up"
     )
-    print("| config | mode | device | median step (s) | audio s / s | peak memory (GiB) |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| config | mode | device | median step (s) | CPU time / step (s) | audio s / s "
+        "| peak memory (GiB) |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(
-            f"| {r['config']} | {r['mode']} | {r['device']} | {r['median_s']:.3f} | "
+            f"| {r['config']} | {r['mode']} | {r['device']} | {r['median_s']:.3f} | {r['cpu_s']:.2f} | "
             f"{r['audio_s_per_s']:.1f} | {r['peak_gb']:.2f} ({r['mem_kind']}) |"
         )
 
