@@ -231,12 +231,16 @@ class _SelfDistillationModel(nn.Module, abc.ABC):
             return decay
         excluded = tuple(self.config.ema_exclude_layers)
         student = dict(self.student.named_parameters())
+        averaged_t, averaged_s = [], []
         for name, p_t in self.teacher.named_parameters():
             p_s = student[name].detach()
             if name.split(".")[0] in excluded:
                 p_t.copy_(p_s)
             else:
-                p_t.add_(p_s.to(p_t.dtype) - p_t, alpha=1.0 - decay)
+                averaged_t.append(p_t)
+                averaged_s.append(p_s.to(p_t.dtype))
+        # p_t <- p_t + (1 - d) (p_s - p_t), fused over all tensors
+        torch._foreach_lerp_(averaged_t, averaged_s, 1.0 - decay)
         student_buffers = dict(self.student.named_buffers())
         for name, b_t in self.teacher.named_buffers():
             b_t.copy_(student_buffers[name])
