@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 
@@ -21,3 +23,18 @@ def tiny_corpus(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("tiny_corpus") / "corpus"
     return make_corpus(out, preset="tiny", seed=0, show_progress=False)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """Test tensors are tiny: one thread is much faster than several fighting over a busy CPU.
+
+    Session-wide (and exported to subprocesses) so runs compared bitwise use the same thread count.
+    """
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = "1"
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -25,15 +25,6 @@ from spidrkit.units.extract import list_audio, load_features, load_waveform, run
 sf = pytest.importorskip("soundfile")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest single-threaded on a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_mel_filterbank_shape_and_peaks() -> None:
     fb = mel_filterbank(40)
     assert fb.shape == (257, 40) and (fb >= 0).all()

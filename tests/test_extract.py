@@ -28,15 +28,6 @@ from spidrkit.units.extract import (
 sf = pytest.importorskip("soundfile")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest single-threaded on a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 LENGTHS = [16000, 11200, 8000, 12345, 300]  # the last one is shorter than one frame
 
 

@@ -19,15 +19,6 @@ from spidrkit.units.kmeans import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small problems run fastest single-threaded on a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def blobs(n_per: int = 300, k: int = 6, dim: int = 8, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     centers = torch.randn(k, dim, generator=g) * 10

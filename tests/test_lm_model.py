@@ -17,15 +17,6 @@ from spidrkit.lm.vocab import BOS, EOS, NUM_SPECIALS, decode, deduplicate, encod
 TINY = LM_PRESETS["lm_tiny"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is ~100x faster than several threads fighting over a busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_forward_shape_and_tied_weights():
     torch.manual_seed(0)
     model = UnitLM(TINY)

@@ -21,15 +21,6 @@ from spidrkit.train.checkpoint import list_checkpoints, load_checkpoint
 NUM_UNITS = 16
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is ~100x faster than several threads fighting over a busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _language(seed: int = 0, num_words: int = 12):
     """Words = fixed unit strings without repeats inside; sentences = random word sequences."""
     rng = random.Random(seed)

@@ -20,15 +20,6 @@ from spidrkit.units.units import CodebookUnits, dedup, expand, head_layers, writ
 sf = pytest.importorskip("soundfile")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest single-threaded on a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny(model_type: str = "spidr", seed: int = 0):
     torch.manual_seed(seed)
     return build_model(model_type, PRESETS[f"{model_type}_tiny"].config).eval()

@@ -150,15 +150,20 @@ def from_dict(cls: type[T], data: dict[str, Any], overrides: list[str] | None = 
     return obj
 
 
-def load_config(cls: type[T], path: str | Path, overrides: list[str] | None = None) -> T:
-    """Read a TOML file into config class ``cls`` (see :func:`from_dict`)."""
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML file; a missing or malformed file is a ConfigError naming it."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def load_config(cls: type[T], path: str | Path, overrides: list[str] | None = None) -> T:
+    """Read a TOML file into config class ``cls`` (see :func:`from_dict`)."""
+    data = read_toml(path)
     try:
         return from_dict(cls, data, overrides)
     except ConfigError as exc:

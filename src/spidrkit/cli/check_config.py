@@ -11,19 +11,14 @@ from __future__ import annotations
 
 import argparse
 
+from spidrkit.cli import add_overrides_argument
+
 HELP = "validate a training config and print the resolved values"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="pretraining TOML file (see configs/)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override one value (TOML syntax; repeatable)",
-    )
+    add_overrides_argument(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of TOML")
 
 

@@ -15,19 +15,14 @@ from __future__ import annotations
 
 import argparse
 
+from spidrkit.cli import add_overrides_argument
+
 HELP = "train a unit language model (OPT-125M or tiny presets) on units JSONL"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="TOML config (see configs/lm_*.toml)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override a config value, e.g. --set run.max_steps=100 (repeatable)",
-    )
+    add_overrides_argument(parser)
     parser.add_argument(
         "--no-resume", action="store_true", help="start from scratch even if checkpoints exist"
     )

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 
+from spidrkit.cli import add_overrides_argument
+
 HELP = "pretrain SpidR/DinoSR (single process, torchrun, or SLURM via submitit)"
 
 
@@ -24,14 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "config", help="pretraining TOML file (see configs/tiny.toml, configs/base.toml)"
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override one config value (TOML syntax; repeatable)",
-    )
+    add_overrides_argument(parser)
     slurm = parser.add_argument_group("SLURM (submitit)")
     slurm.add_argument(
         "--slurm", action="store_true", help="submit to SLURM instead of running here"

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from spidrkit.config import apply_overrides, from_dict, to_dict
+from spidrkit.config import apply_overrides, from_dict, read_toml, to_dict
 from spidrkit.data.config import DataConfig, MaskingConfig
 from spidrkit.errors import ConfigError
 from spidrkit.models import DinoSRConfig, SpidRConfig, config_class
@@ -257,13 +256,7 @@ def _problems(exc: ConfigError) -> list[str]:
 
 def load_train_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
     """Read a pretraining TOML (see configs/tiny.toml) and apply ``--set section.key=value``."""
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    data = read_toml(path)
     try:
         return train_config_from_dict(data, overrides)
     except ConfigError as exc:
