@@ -26,10 +26,11 @@ class DemoPlan:
     """Sizes of a demo run. ``demo`` is the default; ``quick`` is for tests and a first look."""
 
     corpus_preset: str = "demo"
-    train_steps: int = 600
+    train_steps: int = 1200
+    lr: float = 2e-4
     embed_dim: int = 128
     num_layers: int = 4
-    codebook_size: int = 64
+    codebook_size: int = 256
     kmeans_k: int = 64
     lm_steps: int = 400
     seed: int = 0
@@ -95,18 +96,21 @@ def _pretrain_config(plan: DemoPlan, corpus: Path, out: Path) -> dict[str, Any]:
             "encoder_attention_dropout": 0.0,
             "encoder_dropout": 0.05,
             "encoder_layer_drop": 0.0,
-            "ema_timescale": max(plan.train_steps // 4, 10),
+            # A short run needs a teacher that follows the student: a constant decay of 0.99
+            # (the official 0.999 -> 1 schedule is made for 400k steps).
+            "ema_start_decay": 0.99,
+            "ema_timescale": 1_000_000_000,
             "freeze_step": plan.train_steps * 10,
         },
         "optimizer": {
-            "lr": 2e-3,
+            "lr": plan.lr,
             "scheduler": "tristage",
             "warmup_steps": max(plan.train_steps // 10, 1),
             "hold_steps": plan.train_steps // 2,
             "decay_steps": plan.train_steps - plan.train_steps // 10 - plan.train_steps // 2,
             "clip_norm": 10.0,
         },
-        "masking": {"mask_prob": 0.65, "mask_length": 5, "min_masks": 2},
+        "masking": {"mask_prob": 0.8, "mask_length": 10, "min_masks": 2},
         "validation": {"interval": max(plan.train_steps // 2, 1), "max_batches": 4},
     }
 
