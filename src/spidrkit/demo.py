@@ -99,15 +99,17 @@ def _pretrain_config(plan: DemoPlan, corpus: Path, out: Path) -> dict[str, Any]:
             # A short run needs a teacher that follows the student: a constant decay of 0.99
             # (the official 0.999 -> 1 schedule is made for 400k steps).
             "ema_start_decay": 0.99,
-            "ema_timescale": 1_000_000_000,
+            "ema_timescale": 1_000_000,
             "freeze_step": plan.train_steps * 10,
         },
         "optimizer": {
             "lr": plan.lr,
             "scheduler": "tristage",
-            "warmup_steps": max(plan.train_steps // 10, 1),
+            "warmup_steps": max(plan.train_steps // 12, 1),
             "hold_steps": plan.train_steps // 2,
-            "decay_steps": plan.train_steps - plan.train_steps // 10 - plan.train_steps // 2,
+            "decay_steps": plan.train_steps
+            - max(plan.train_steps // 12, 1)
+            - plan.train_steps // 2,
             "clip_norm": 10.0,
         },
         "masking": {"mask_prob": 0.8, "mask_length": 10, "min_masks": 2},
