@@ -43,3 +43,14 @@ def test_errors_are_one_line(tmp_path, capsys) -> None:
     assert main(["info", str(tmp_path / "bad.pt")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("spidrkit info: error:") and "bad.pt" in err and "\n" not in err
+
+
+def test_check_config_knows_lm_configs(capsys) -> None:
+    from pathlib import Path
+
+    lm_toml = Path(__file__).parent.parent / "configs" / "lm_tiny.toml"
+    assert main(["check-config", str(lm_toml), "--json"]) == 0
+    resolved = json.loads(capsys.readouterr().out)
+    assert resolved["preset"] == "lm_tiny" and "lr" in resolved["optim"]
+    assert main(["check-config", str(lm_toml), "--set", "optim.lrr=1"]) == 2
+    assert "optim.lrr: unknown key" in capsys.readouterr().err

@@ -1,10 +1,13 @@
-"""Validate a pretraining config and print it fully resolved (defaults filled in, overrides applied).
+"""Validate a pretraining or unit-LM config and print it fully resolved (defaults filled in, overrides
+applied). A unit-LM config (for `spidrkit lm-train`) is recognised by its `preset` key or `[optim]`
+section.
 
 Every unknown key and bad value is reported at once, by its dotted path; the exit status is 2 then.
 
 Example:
     spidrkit check-config configs/tiny.toml --set optimizer.lr=1e-3 --set data.train_manifests=m.csv
     spidrkit check-config configs/base.toml --json > resolved.json
+    spidrkit check-config configs/lm_tiny.toml
 """
 
 from __future__ import annotations
@@ -13,11 +16,11 @@ import argparse
 
 from spidrkit.cli import add_overrides_argument
 
-HELP = "validate a training config and print the resolved values"
+HELP = "validate a pretraining or unit-LM config and print the resolved values"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", help="pretraining TOML file (see configs/)")
+    parser.add_argument("config", help="pretraining or unit-LM TOML file (see configs/)")
     add_overrides_argument(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of TOML")
 
@@ -25,11 +28,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from spidrkit.config import dump_toml
-    from spidrkit.train.config import load_train_config
+    from spidrkit.config import dump_toml, load_config, read_toml, to_dict
 
-    cfg = load_train_config(args.config, args.overrides)
-    data = cfg.to_dict()
+    raw = read_toml(args.config)
+    is_lm = "preset" in raw or "optim" in raw
+    if is_lm:
+        from spidrkit.lm.config import LMTrainConfig
+
+        cfg = load_config(LMTrainConfig, args.config, args.overrides)
+        data = to_dict(cfg)
+    else:
+        from spidrkit.train.config import load_train_config
+
+        cfg = load_train_config(args.config, args.overrides)
+        data = cfg.to_dict()
     if args.json:
         print(json.dumps(data, indent=2))
     else:
@@ -38,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
             + (f" with {len(args.overrides)} override(s)" if args.overrides else "")
         )
         print(dump_toml(data))
-    if not cfg.data.train_manifests:
+    if not is_lm and not cfg.data.train_manifests:
         print(
             "# note: data.train_manifests is empty; `spidrkit train` needs it "
             "(--set data.train_manifests=PATH)"
