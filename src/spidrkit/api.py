@@ -19,20 +19,16 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from spidrkit.audio.io import standardize
 from spidrkit.errors import SpidrkitError
 from spidrkit.models import PRESETS, DinoSR, SpidR, build_model
 from spidrkit.models.checkpoint import load_model, load_state, read_checkpoint
-from spidrkit.models.components import num_frames
+from spidrkit.models.components import frame_attention_mask, num_frames
 
 SAMPLE_RATE = 16000
 Waveforms = Tensor | np.ndarray | Sequence[Tensor | np.ndarray]
-
-
-def _standardize(wav: Tensor) -> Tensor:
-    return F.layer_norm(wav, wav.shape, eps=1e-5)
 
 
 class Encoder:
@@ -108,7 +104,7 @@ class Encoder:
                 raise SpidrkitError(
                     f"waveform {i}: {r.numel()} samples at 16 kHz is too short for one frame"
                 )
-            out.append(_standardize(r))
+            out.append(standardize(r))
         return out
 
     def _batches(self, wavs: list[Tensor]) -> list[list[int]]:
@@ -131,11 +127,7 @@ class Encoder:
         for j, w in enumerate(wavs):
             batch[j, : w.numel()] = w
         frames = [self.frames(w.numel()) for w in wavs]
-        total = self.frames(longest)
-        mask = None
-        if min(frames) < total:
-            mask = (torch.arange(total)[None, :] < torch.tensor(frames)[:, None])[:, None, None, :]
-            mask = mask.to(self.device)
+        mask = frame_attention_mask(frames, self.frames(longest), self.device)
         return batch.to(self.device), mask, frames
 
     def _projected(self, batch: Tensor, wavs: list[Tensor]) -> Tensor:

@@ -12,13 +12,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from spidrkit.models.components import num_frames
+
 DEFAULT_CONV_LAYERS: tuple[tuple[int, int], ...] = ((10, 5),) + ((3, 2),) * 4 + ((2, 2),) * 2
 """(kernel, stride) of the 7 extractor convs (the same in every official and tiny config)."""
 
 
 def conv_num_frames(num_samples, conv_layers: Sequence[tuple[int, int]] = DEFAULT_CONV_LAYERS):
     """Frames out of the extractor for ``num_samples`` (int or int array)."""
-    n = np.asarray(num_samples, dtype=np.int64)
-    for kernel, stride in conv_layers:
-        n = np.where(n >= kernel, (n - kernel) // stride + 1, 0)
-    return int(n) if n.ndim == 0 else n
+    return num_frames(np.asarray(num_samples, dtype=np.int64), conv_layers)

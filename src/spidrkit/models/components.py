@@ -8,7 +8,9 @@ with EncoderLayer = SelfAttention + FeedForward. Attribute names are the officia
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -16,14 +18,32 @@ from torch import Tensor, nn
 from spidrkit.models.config import ConvLayerConfig
 
 
-def num_frames(num_samples: int | Tensor, conv_layers: ConvLayerConfig) -> int | Tensor:
-    """Frames out of the feature extractor for ``num_samples`` input samples (16000 -> 49)."""
+def num_frames(num_samples, conv_layers):  # type: ignore[no-untyped-def]
+    """Frames out of the feature extractor for ``num_samples`` samples (16000 -> 49).
+
+    ``num_samples``: an int, a numpy int array or a tensor (the same kind comes back);
+    ``conv_layers``: (channels, kernel, stride) or (kernel, stride) per conv. Each conv maps n samples
+    to ``floor((n - kernel) / stride) + 1``; too-short inputs give 0.
+    """
     n = num_samples
-    for _, kernel, stride in conv_layers:
+    for *_, kernel, stride in conv_layers:
         n = (n - kernel) // stride + 1
     if isinstance(n, Tensor):
         return n.clamp(min=0)
+    if isinstance(n, np.ndarray) and n.ndim:
+        return np.maximum(n, 0)
     return max(int(n), 0)
+
+
+def frame_attention_mask(
+    frames: Sequence[int], total: int, device: torch.device | str = "cpu"
+) -> Tensor | None:
+    """Bool ``[batch, 1, 1, total]`` mask, True on each row's first ``frames[i]`` frames; None when
+    no row is padded (the model then skips masking)."""
+    if min(frames) >= total:
+        return None
+    valid = torch.as_tensor(list(frames), device=device)
+    return (torch.arange(total, device=device)[None, :] < valid[:, None])[:, None, None, :]
 
 
 class ConvBlock(nn.Module):

@@ -175,14 +175,11 @@ class EncoderFeatures:
     def prepare(self, wavs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Standardise each waveform, pad: ``[batch, samples]`` and the frame attention mask."""
         from spidrkit.audio import standardize
+        from spidrkit.models.components import frame_attention_mask
 
         x, lengths = pad_batch([standardize(w.float()) for w in wavs], self.device)
-        if bool((lengths == x.shape[1]).all()):
-            return x, None
-        frames = torch.tensor([self.num_frames(int(n)) for n in lengths], device=x.device)
-        t = self.num_frames(x.shape[1])
-        mask = torch.arange(t, device=x.device)[None, :] < frames[:, None]
-        return x, mask[:, None, None, :]
+        frames = [self.num_frames(int(n)) for n in lengths]
+        return x, frame_attention_mask(frames, self.num_frames(x.shape[1]), x.device)
 
     @torch.no_grad()
     def __call__(self, wavs: list[torch.Tensor]) -> dict[int, torch.Tensor]:
