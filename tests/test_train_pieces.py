@@ -172,7 +172,11 @@ def test_codebook_monitor_counts_and_warns(caplog):
     m = _Codebooks()
     mon = monitor.CodebookMonitor(m, min_active_fraction=0.5, min_target_ppl=2.0)
     m.codebooks[0].counts[:6] += 1
-    assert mon.update(1, target_ppl=8.0) == {"active_codewords": 6.0, "active_codewords_min": 6.0}
+    assert mon.update(1, target_ppl=8.0) == {
+        "active_codewords": 6.0,
+        "active_codewords_min": 6.0,
+        "active_codewords_0": 6.0,
+    }
     assert not mon.warnings
     m.codebooks[0].counts[:2] += 1
     out = mon.update(2, target_ppl=1.5)

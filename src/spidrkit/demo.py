@@ -62,7 +62,7 @@ class DemoResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def _pretrain_config(plan: DemoPlan, corpus: Path, out: Path) -> dict[str, Any]:
+def pretrain_config(plan: DemoPlan, corpus: Path, out: Path) -> dict[str, Any]:
     d = plan.embed_dim
     return {
         "run": {
@@ -184,7 +184,7 @@ def run_demo(
     )
 
     train_toml = cfg_dir / "pretrain.toml"
-    train_toml.write_text(dump_toml(_pretrain_config(plan, corpus, train_dir)))
+    train_toml.write_text(dump_toml(pretrain_config(plan, corpus, train_dir)))
     run("2. pretrain SpidR", ["train", str(train_toml)])
     from spidrkit.train.checkpoint import find_latest_checkpoint
 

@@ -15,6 +15,10 @@ ConvLayerConfig = tuple[tuple[int, int, int], ...]
 BASE_CONV_LAYERS: ConvLayerConfig = ((512, 10, 5),) + ((512, 3, 2),) * 4 + ((512, 2, 2),) * 2
 
 
+EXTENSION_FIELDS: tuple[str, ...] = ("codebook_distance", "codebook_balance")
+"""Model fields that the official release does not have (small-scale training controls)."""
+
+
 @dataclass(frozen=True)
 class _EncoderConfig:
     """Fields shared by SpidR and DinoSR (the student/teacher encoder and the codebooks)."""
@@ -42,6 +46,12 @@ class _EncoderConfig:
     codebook_size: int = 256
     """V: codewords per codebook."""
     codebook_decay: float = 0.9
+    codebook_distance: Literal["euclidean", "cosine"] = "euclidean"
+    """Nearest-codeword rule: "euclidean" (official) or "cosine" (spherical k-means; a small-scale
+    training control that keeps codebooks from collapsing, see docs/training.md)."""
+    codebook_balance: float = 0.0
+    """Load-balancing rate: > 0 adds a per-codeword bias, raised for under-used codewords and lowered
+    for over-used ones by this much each step (a small-scale training control; 0 = official)."""
     num_codebooks: int = 8
     """K: one codebook (and one prediction head) for each of the top K teacher layers."""
     ema_start_decay: float = 0.999
@@ -77,6 +87,12 @@ class _EncoderConfig:
             problems.append("codebook_size: must be at least 2")
         if not 0.0 < self.codebook_decay < 1.0:
             problems.append("codebook_decay: must be in (0, 1)")
+        if self.codebook_distance not in ("euclidean", "cosine"):
+            problems.append(
+                f"codebook_distance: {self.codebook_distance!r} is not euclidean/cosine"
+            )
+        if not self.codebook_balance >= 0.0:
+            problems.append(f"codebook_balance: {self.codebook_balance} must be >= 0")
         if self.extractor_mode not in ("layer_norm", "group_norm"):
             problems.append(f"extractor_mode: {self.extractor_mode!r} is not layer_norm/group_norm")
         if not self.extractor_conv_layer_config or any(
@@ -97,8 +113,15 @@ class _EncoderConfig:
         return problems
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (lists instead of tuples), the format of the official ``config.json``."""
+        """JSON-ready dict (lists instead of tuples), the format of the official ``config.json``.
+
+        spidrkit-only fields (:data:`EXTENSION_FIELDS`) are left out while at their defaults, so a
+        config of the official recipe stays loadable by the official code.
+        """
         out = dataclasses.asdict(self)
+        for name in EXTENSION_FIELDS:
+            if name in out and out[name] == type(self).__dataclass_fields__[name].default:
+                del out[name]
         out["extractor_conv_layer_config"] = [list(x) for x in self.extractor_conv_layer_config]
         out["ema_exclude_layers"] = list(self.ema_exclude_layers)
         return out

@@ -80,7 +80,14 @@ class _SelfDistillationModel(nn.Module, abc.ABC):
             for _ in range(cfg.num_codebooks)
         )
         self.codebooks = nn.ModuleList(
-            Codebook(dim, cfg.codebook_size, cfg.codebook_decay) for _ in range(cfg.num_codebooks)
+            Codebook(
+                dim,
+                cfg.codebook_size,
+                cfg.codebook_decay,
+                cfg.codebook_distance,
+                cfg.codebook_balance,
+            )
+            for _ in range(cfg.num_codebooks)
         )
         init_linear_weights(self.student)
         init_linear_weights(self.heads)
@@ -169,7 +176,8 @@ class _SelfDistillationModel(nn.Module, abc.ABC):
             mask_indices: [B, M] masked frame indices (same M for every row). Required.
             attention_mask: [B, 1, 1, T] bool, True = attend; None when nothing is padded.
         Returns:
-            per-frame losses [B * M] and {"target_ppl", "pred_ppl"} (averaged over ranks).
+            per-frame losses [B * M] and {"target_ppl", "pred_ppl", "target_ppl_<i>"} (averaged over
+            ranks; ``target_ppl_<i>`` is codebook i's, ``target_ppl`` their mean).
             In training mode the codebooks are updated (statistics summed over ranks).
         """
         if mask_indices is None:
@@ -202,11 +210,13 @@ class _SelfDistillationModel(nn.Module, abc.ABC):
 
         with torch.no_grad():
             v = self.config.codebook_size
-            target_ppl = torch.stack([_perplexity(F.one_hot(c, v).float()) for c in codes]).mean()
+            k = len(self.codebooks)
+            each_ppl = torch.stack([_perplexity(F.one_hot(c, v).float()) for c in codes])
+            target_ppl = each_ppl.mean()
             pred_ppl = torch.stack([_perplexity(lp.exp()) for lp in log_probs]).mean()
             stats = [cb.statistics(tgt, c) for cb, tgt, c in zip(self.codebooks, targets, codes)]
             flat = torch.cat(
-                [torch.stack([target_ppl, pred_ppl])]
+                [torch.stack([target_ppl, pred_ppl]), each_ppl]
                 + [torch.cat([n[:, None], s], dim=1).flatten() for n, s in stats]
             )
             world = 1
@@ -214,11 +224,14 @@ class _SelfDistillationModel(nn.Module, abc.ABC):
                 world = dist.get_world_size()
                 dist.all_reduce(flat)  # the one all-reduce of the step
             target_ppl, pred_ppl = flat[0] / world, flat[1] / world
+            each_ppl = flat[2 : 2 + k] / world
             if self.training:
-                chunks = flat[2:].view(len(self.codebooks), v, d + 1)
+                chunks = flat[2 + k :].view(k, v, d + 1)
                 for cb, chunk in zip(self.codebooks, chunks):
                     cb.update(chunk[:, 0], chunk[:, 1:])
-        return per_frame_loss, {"target_ppl": target_ppl, "pred_ppl": pred_ppl}
+        monitors = {"target_ppl": target_ppl, "pred_ppl": pred_ppl}
+        monitors.update({f"target_ppl_{i}": each_ppl[i] for i in range(k)})
+        return per_frame_loss, monitors
 
     # -- teacher ---------------------------------------------------------------------------------
 

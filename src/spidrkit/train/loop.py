@@ -168,6 +168,7 @@ class _Window:
 
     def reset(self) -> None:
         self.loss = self.tppl = self.pppl = self.gnorm = 0.0
+        self.codebook_ppl: list[float] = []
         self.steps = 0
         self.samples = 0
         self.start = time.perf_counter()
@@ -179,6 +180,10 @@ class _Window:
         self.tppl += r.target_ppl
         self.pppl += r.pred_ppl
         self.gnorm += r.grad_norm
+        if len(self.codebook_ppl) != len(r.codebook_ppl):
+            self.codebook_ppl = [0.0] * len(r.codebook_ppl)
+        for i, p in enumerate(r.codebook_ppl):
+            self.codebook_ppl[i] += p
         self.steps += 1
 
     def metrics(self, device: torch.device) -> dict[str, float]:
@@ -191,6 +196,7 @@ class _Window:
             "pred_ppl": self.pppl / n,
             "grad_norm": self.gnorm / n,
             "audio_s_per_s": self.samples / SAMPLE_RATE / elapsed,
+            **{f"target_ppl_{i}": p / n for i, p in enumerate(self.codebook_ppl)},
         }
 
 

@@ -164,7 +164,8 @@ class CodebookMonitor:
 
     def update(self, step: int, target_ppl: float | None = None) -> dict[str, float]:
         """Codewords used since the last call: ``{"active_codewords": mean over codebooks,
-        "active_codewords_min": smallest}``; logs a warning when collapsing (returns {} if none)."""
+        "active_codewords_min": smallest, "active_codewords_<i>": codebook i's}``; logs a warning
+        when collapsing (returns {} if none)."""
         out: dict[str, float] = {}
         actives = []
         size = 0
@@ -182,6 +183,7 @@ class CodebookMonitor:
         if actives:
             out["active_codewords"] = sum(actives) / len(actives)
             out["active_codewords_min"] = float(min(actives))
+            out.update({f"active_codewords_{i}": float(a) for i, a in enumerate(actives)})
             if min(actives) < self.min_active_fraction * size:
                 self._warn(
                     f"step {step}: codebook collapse? only {min(actives)} of {size} codewords were "

@@ -68,6 +68,8 @@ class StepResult:
     samples: int
     """Audio samples over all ranks."""
     skipped: bool = False
+    codebook_ppl: tuple[float, ...] = ()
+    """Target perplexity of each codebook (``target_ppl`` is their mean)."""
 
 
 def _rank_seed(seed: int, rank: int) -> int:
@@ -216,6 +218,10 @@ class Trainer:
             lr=lr,
             masked_frames=int(masked),
             samples=int(samples),
+            codebook_ppl=tuple(
+                float(monitors[f"target_ppl_{i}"])
+                for i in range(sum(k.startswith("target_ppl_") for k in monitors))
+            ),
         )
 
     def _skip(

@@ -1,0 +1,233 @@
+"""Small-scale pretraining study: which settings make SpidR (and DinoSR) learn on the demo corpus?
+
+Each run trains the demo's 4-layer, 128-d model on the synthetic corpus with one variant of the
+settings and one seed, then measures dev ABX (within speaker and context) on every layer. One JSON
+row per run is appended to ``<out>/results.jsonl`` (settings, seed, final target perplexity, active
+codewords, final loss, ABX per layer, minutes); finished runs are skipped when the study is run again,
+so a killed study resumes. ``--table`` prints the Markdown table of all rows (used in docs/training.md).
+
+    spidrkit synth --preset demo --out data/synth
+    python bench/pretrain_study.py --corpus data/synth --out runs/study \\
+        --variant small --variant official --seeds 0 1 2 --threads 2
+    python bench/pretrain_study.py --out runs/study --table
+
+A variant is a name from ``VARIANTS`` or ``name:key=value,key=value`` with dotted config keys
+(``model.codebook_distance=cosine,optimizer.lr=5e-4``). Runs one at a time: torch threads set by
+``--threads`` (two torch jobs on two cores slow each other down many times).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from spidrkit.config import dump_toml
+from spidrkit.demo import PLANS, DemoPlan, pretrain_config
+
+# name -> dotted overrides on top of the demo plan's pretraining config (the "official" variant is the
+# demo plan exactly as it was before the small-scale controls: Euclidean codebooks).
+VARIANTS: dict[str, dict[str, Any]] = {
+    "official": {"model.codebook_distance": "euclidean"},
+    "cosine": {"model.codebook_distance": "cosine"},
+}
+
+
+def parse_variant(spec: str) -> tuple[str, dict[str, Any]]:
+    """``name`` (from VARIANTS) or ``name:key=value,...`` -> (name, overrides)."""
+    if ":" not in spec:
+        if spec not in VARIANTS:
+            raise SystemExit(f"unknown variant {spec!r}; known: {', '.join(VARIANTS)}")
+        return spec, dict(VARIANTS[spec])
+    name, _, body = spec.partition(":")
+    base = dict(VARIANTS.get(name.split("+")[0], {}))
+    for item in filter(None, body.split(",")):
+        key, _, value = item.partition("=")
+        base[key.strip()] = json.loads(value) if _is_json(value) else value
+    return name, base
+
+
+def _is_json(value: str) -> bool:
+    try:
+        json.loads(value)
+        return True
+    except ValueError:
+        return False
+
+
+def apply_overrides(cfg: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    for key, value in overrides.items():
+        section, _, field = key.partition(".")
+        cfg.setdefault(section, {})[field] = value
+    return cfg
+
+
+def _spidrkit(args: list[str], threads: int, log_path: Path) -> None:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    cmd = [sys.executable, "-m", "spidrkit.cli.main", *args]
+    with open(log_path, "a") as log:
+        log.write("$ " + " ".join(cmd) + "\n")
+        log.flush()
+        code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    if code:
+        raise RuntimeError(f"{' '.join(args[:2])} failed (exit {code}); see {log_path}")
+
+
+def _final_train_metrics(run_dir: Path) -> dict[str, float]:
+    rows = [
+        json.loads(line)
+        for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
+    train = [r for r in rows if r.get("split") == "train"]
+    last = train[-1]
+    keys = ("loss", "target_ppl", "pred_ppl", "active_codewords", "active_codewords_min")
+    return {k: float(last[k]) for k in keys if k in last}
+
+
+def run_one(
+    name: str,
+    overrides: dict[str, Any],
+    seed: int,
+    corpus: Path,
+    out: Path,
+    threads: int,
+    plan: DemoPlan,
+) -> dict[str, Any]:
+    run_dir = out / f"{name}-s{seed}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg = pretrain_config(plan, corpus, run_dir / "train")
+    cfg["run"]["seed"] = seed
+    cfg["run"]["progress"] = False
+    cfg["run"]["tensorboard"] = False
+    cfg["validation"]["interval"] = 0
+    cfg["data"]["valid_manifests"] = []
+    apply_overrides(cfg, overrides)
+    toml = run_dir / "pretrain.toml"
+    toml.write_text(dump_toml(cfg))
+    log_path = run_dir / "log.txt"
+    t0 = time.perf_counter()
+    _spidrkit(["train", str(toml)], threads, log_path)
+    minutes = (time.perf_counter() - t0) / 60
+    from spidrkit.train.checkpoint import find_latest_checkpoint
+
+    ckpt = find_latest_checkpoint(run_dir / "train" / "checkpoints")
+    layers = cfg["model"].get("encoder_num_layers", plan.num_layers)
+    abx_json = run_dir / "abx.json"
+    _spidrkit(
+        [
+            "abx",
+            str(corpus / "dev" / "abx.item"),
+            "--model",
+            str(ckpt),
+            "--layers",
+            ",".join(str(i) for i in range(1, layers + 1)),
+            "--manifest",
+            str(corpus / "dev" / "manifest.csv"),
+            "--json",
+            str(abx_json),
+            "--no-progress",
+        ],
+        threads,
+        log_path,
+    )
+    abx = {
+        str(r["layer"]): round(100 * r["error"], 2)
+        for r in json.loads(abx_json.read_text())["results"]
+    }
+    return {
+        "variant": name,
+        "overrides": overrides,
+        "seed": seed,
+        "steps": cfg["run"]["max_steps"],
+        "codebook_size": cfg["model"]["codebook_size"],
+        **_final_train_metrics(run_dir / "train"),
+        "abx": abx,
+        "best_abx": min(abx.values()),
+        "train_minutes": round(minutes, 2),
+        "threads": threads,
+    }
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: one row per run, then one per variant (median and worst best-layer ABX)."""
+    lines = [
+        "| variant | seed | target ppl (of V) | active codewords | loss | ABX % per layer | best | min |",
+        "|---|---:|---:|---:|---:|---|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['variant']} | {r['seed']} | {r.get('target_ppl', float('nan')):.1f} "
+            f"({r['codebook_size']}) | {r.get('active_codewords', float('nan')):.0f} | "
+            f"{r.get('loss', float('nan')):.2f} | {' / '.join(f'{v:.1f}' for v in r['abx'].values())}"
+            f" | {r['best_abx']:.1f} | {r['train_minutes']:.1f} |"
+        )
+    by: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        by.setdefault(r["variant"], []).append(r)
+    lines += [
+        "",
+        "| variant | runs | best-layer ABX %: median | worst | runs <= 15 % | median target ppl |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, rs in by.items():
+        best = [r["best_abx"] for r in rs]
+        ppl = [r.get("target_ppl", float("nan")) for r in rs]
+        lines.append(
+            f"| {name} | {len(rs)} | {statistics.median(best):.1f} | {max(best):.1f} | "
+            f"{sum(b <= 15 for b in best)}/{len(rs)} | {statistics.median(ppl):.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--corpus", type=Path, help="a `spidrkit synth --preset demo` corpus")
+    p.add_argument("--out", type=Path, required=True, help="study folder (results.jsonl, runs)")
+    p.add_argument("--variant", action="append", default=[], help="name or name:k=v,k=v")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--threads", type=int, default=2, help="torch threads per run")
+    p.add_argument("--plan", default="demo", choices=sorted(PLANS), help="demo plan to start from")
+    p.add_argument("--table", action="store_true", help="print the table of results.jsonl")
+    args = p.parse_args(argv)
+    results = args.out / "results.jsonl"
+    done = []
+    if results.exists():
+        done = [json.loads(x) for x in results.read_text().splitlines() if x.strip()]
+    if args.table:
+        print(table(done))
+        return 0
+    if args.corpus is None:
+        p.error("--corpus is needed to run")
+    args.out.mkdir(parents=True, exist_ok=True)
+    finished = {(r["variant"], r["seed"]) for r in done}
+    plan = PLANS[args.plan]
+    for spec in args.variant:
+        name, overrides = parse_variant(spec)
+        for seed in args.seeds:
+            if (name, seed) in finished:
+                continue
+            print(f"[study] {name} seed {seed}: {overrides}", flush=True)
+            try:
+                row = run_one(name, overrides, seed, args.corpus, args.out, args.threads, plan)
+            except RuntimeError as e:
+                print(f"[study] FAILED: {e}", flush=True)
+                continue
+            with open(results, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(
+                f"[study] {name} s{seed}: ABX {row['abx']} ppl {row.get('target_ppl', 0):.1f} "
+                f"active {row.get('active_codewords', 0):.0f} in {row['train_minutes']:.1f} min",
+                flush=True,
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
