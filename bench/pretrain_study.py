@@ -19,6 +19,7 @@ A variant is a name from ``VARIANTS`` or ``name:key=value,key=value`` with dotte
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -100,7 +101,7 @@ def run_one(
     threads: int,
     plan: DemoPlan,
 ) -> dict[str, Any]:
-    run_dir = out / f"{name}-s{seed}"
+    run_dir = out / f"{name}-s{seed}-n{plan.train_steps}"
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg = pretrain_config(plan, corpus, run_dir / "train")
     cfg["run"]["seed"] = seed
@@ -112,9 +113,12 @@ def run_one(
     toml = run_dir / "pretrain.toml"
     toml.write_text(dump_toml(cfg))
     log_path = run_dir / "log.txt"
-    t0 = time.perf_counter()
-    _spidrkit(["train", str(toml)], threads, log_path)
-    minutes = (time.perf_counter() - t0) / 60
+    minutes_file = run_dir / "train_minutes.txt"
+    if not minutes_file.exists():  # else: trained already (a study killed during its ABX)
+        t0 = time.perf_counter()
+        _spidrkit(["train", str(toml)], threads, log_path)
+        minutes_file.write_text(f"{(time.perf_counter() - t0) / 60:.3f}\n")
+    minutes = float(minutes_file.read_text())
     from spidrkit.train.checkpoint import find_latest_checkpoint
 
     ckpt = find_latest_checkpoint(run_dir / "train" / "checkpoints")
@@ -158,19 +162,20 @@ def run_one(
 def table(rows: list[dict[str, Any]]) -> str:
     """Markdown: one row per run, then one per variant (median and worst best-layer ABX)."""
     lines = [
-        "| variant | seed | target ppl (of V) | active codewords | loss | ABX % per layer | best | min |",
-        "|---|---:|---:|---:|---:|---|---:|---:|",
+        "| variant | steps | seed | target ppl (of V) | active codewords | loss | ABX % per layer "
+        "| best | min |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['variant']} | {r['seed']} | {r.get('target_ppl', float('nan')):.1f} "
+            f"| {r['variant']} | {r['steps']} | {r['seed']} | {r.get('target_ppl', float('nan')):.1f} "
             f"({r['codebook_size']}) | {r.get('active_codewords', float('nan')):.0f} | "
             f"{r.get('loss', float('nan')):.2f} | {' / '.join(f'{v:.1f}' for v in r['abx'].values())}"
             f" | {r['best_abx']:.1f} | {r['train_minutes']:.1f} |"
         )
     by: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
-        by.setdefault(r["variant"], []).append(r)
+        by.setdefault(f"{r['variant']} ({r['steps']} steps)", []).append(r)
     lines += [
         "",
         "| variant | runs | best-layer ABX %: median | worst | runs <= 15 % | median target ppl |",
@@ -194,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--threads", type=int, default=2, help="torch threads per run")
     p.add_argument("--plan", default="demo", choices=sorted(PLANS), help="demo plan to start from")
+    p.add_argument(
+        "--steps", type=int, help="training steps (default: the plan's; schedule scaled)"
+    )
     p.add_argument("--table", action="store_true", help="print the table of results.jsonl")
     args = p.parse_args(argv)
     results = args.out / "results.jsonl"
@@ -206,12 +214,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.corpus is None:
         p.error("--corpus is needed to run")
     args.out.mkdir(parents=True, exist_ok=True)
-    finished = {(r["variant"], r["seed"]) for r in done}
     plan = PLANS[args.plan]
+    if args.steps:
+        plan = dataclasses.replace(plan, train_steps=args.steps)
+    finished = {(r["variant"], r["seed"], r["steps"]) for r in done}
     for spec in args.variant:
         name, overrides = parse_variant(spec)
         for seed in args.seeds:
-            if (name, seed) in finished:
+            if (name, seed, plan.train_steps) in finished:
                 continue
             print(f"[study] {name} seed {seed}: {overrides}", flush=True)
             try:

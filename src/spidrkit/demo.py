@@ -34,6 +34,9 @@ class DemoPlan:
     kmeans_k: int = 64
     lm_steps: int = 400
     seed: int = 0
+    """Pretraining and k-means seed (``spidrkit demo --seed N``)."""
+    corpus_seed: int = 0
+    """The synthetic corpus's seed: kept apart so that runs of several seeds share one corpus."""
 
 
 PLANS = {
@@ -60,6 +63,8 @@ class DemoResult:
     unit_quality: dict[str, float] = field(default_factory=dict)
     slm: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    training: dict[str, float] = field(default_factory=dict)
+    seed: int = 0
 
 
 def pretrain_config(plan: DemoPlan, corpus: Path, out: Path) -> dict[str, Any]:
@@ -178,7 +183,15 @@ def run_demo(
 
     run(
         "1. synthetic corpus",
-        ["synth", "--preset", plan.corpus_preset, "--out", str(corpus), "--seed", str(plan.seed)]
+        [
+            "synth",
+            "--preset",
+            plan.corpus_preset,
+            "--out",
+            str(corpus),
+            "--seed",
+            str(plan.corpus_seed),
+        ]
         + ([] if progress else ["--quiet"]),
         done=corpus / "corpus.json",
     )
@@ -194,9 +207,29 @@ def run_demo(
 
     dev_item = corpus / "dev" / "abx.item"
     layers = ",".join(str(i) for i in range(1, plan.num_layers + 1))
+    init_ckpt = _untrained_checkpoint(train_toml, ev / "untrained")
+    run(
+        "3a. ABX per layer of the untrained model (the reference to beat)",
+        [
+            "abx",
+            str(dev_item),
+            "--model",
+            str(init_ckpt),
+            "--layers",
+            layers,
+            "--manifest",
+            str(corpus / "dev" / "manifest.csv"),
+            "--label",
+            "untrained (random init)",
+            "--json",
+            str(ev / "abx_untrained.json"),
+        ]
+        + quiet,
+        done=ev / "abx_untrained.json",
+    )
     abx_json = ev / "abx_spidr.json"
     run(
-        "3a. ABX per layer",
+        "3b. ABX per layer",
         [
             "abx",
             str(dev_item),
@@ -215,7 +248,7 @@ def run_demo(
     )
     mfcc_dir = ev / "feats_mfcc"
     run(
-        "3b. MFCC baseline features",
+        "3c. MFCC baseline features",
         [
             "extract",
             str(corpus / "dev" / "manifest.csv"),
@@ -228,7 +261,7 @@ def run_demo(
     )
     mfcc_json = ev / "abx_mfcc.json"
     run(
-        "3c. ABX of MFCC",
+        "3d. ABX of MFCC",
         [
             "abx",
             str(dev_item),
@@ -243,8 +276,15 @@ def run_demo(
         + quiet,
     )
     run(
-        "3d. plot ABX per layer",
-        ["plot", "abx-layers", str(abx_json), str(mfcc_json), "--out", str(ev / "abx_layers.png")],
+        "3e. plot ABX per layer",
+        [
+            "plot",
+            "abx-layers",
+            str(abx_json),
+            str(ev / "abx_untrained.json"),
+            "--out",
+            str(ev / "abx_layers.png"),
+        ],
     )
 
     from spidrkit.eval.abx import read_results_json
@@ -252,6 +292,11 @@ def run_demo(
     spidr_abx = {
         r.layer: r.error
         for r in read_results_json(abx_json)
+        if r.layer is not None and r.error is not None
+    }
+    init_abx = {
+        r.layer: r.error
+        for r in read_results_json(ev / "abx_untrained.json")
         if r.layer is not None and r.error is not None
     }
     mfcc_abx = {0: read_results_json(mfcc_json)[0].error}
@@ -349,30 +394,76 @@ def run_demo(
     result = DemoResult(
         out=out,
         checkpoint=ckpt,
-        abx={"SpidR": spidr_abx, "MFCC": mfcc_abx},
+        abx={"SpidR": spidr_abx, "untrained": init_abx, "MFCC": mfcc_abx},
         best_layer=best,
         unit_quality={k: v for k, v in metrics.items() if isinstance(v, (int, float))},
         slm=json.loads((slm_dir / "scores.json").read_text()),
         seconds=run.seconds,
+        seed=plan.seed,
     )
+    result.training = _training_health(train_dir / "metrics.jsonl", plan.codebook_size)
     _write_summary(result)
+    run("8. HTML report", ["report", str(out)])
     return result
 
 
+def _untrained_checkpoint(train_toml: Path, folder: Path) -> Path:
+    """The pretraining run's model at step 0 (same config and seed), for the reference ABX."""
+    path = folder / "checkpoint.pt"
+    if path.is_file():
+        return path
+    import torch
+
+    from spidrkit.models import build_model
+    from spidrkit.models.checkpoint import save_model
+    from spidrkit.train.config import load_train_config
+
+    cfg = load_train_config(train_toml)
+    torch.manual_seed(cfg.run.seed)  # as the trainer does before building the model
+    save_model(build_model(cfg.run.model_type, cfg.model), path)
+    return path
+
+
+def _training_health(metrics: Path, codebook_size: int) -> dict[str, float]:
+    """Final target perplexity and active codewords of the pretraining log."""
+    from spidrkit.report import read_train_metrics
+
+    rows = read_train_metrics(metrics) if metrics.is_file() else []
+    if not rows:
+        return {}
+    last = rows[-1]
+    keys = ("step", "loss", "target_ppl", "active_codewords", "active_codewords_min")
+    out = {k: float(last[k]) for k in keys if k in last}
+    out["codebook_size"] = float(codebook_size)
+    return out
+
+
 def _write_summary(r: DemoResult) -> None:
+    layers = list(r.abx["SpidR"])
     lines = [
         "# spidrkit demo summary",
         "",
-        f"checkpoint: `{r.checkpoint}`",
+        f"checkpoint: `{r.checkpoint}` (seed {r.seed})",
         "",
-        "| ABX within speaker (dev, %) | "
-        + " | ".join(f"layer {k}" for k in r.abx["SpidR"])
-        + " | MFCC |",
-        "|---" * (len(r.abx["SpidR"]) + 2) + "|",
-        "| error | "
-        + " | ".join(f"{100 * v:.2f}" for v in r.abx["SpidR"].values())
-        + f" | {100 * r.abx['MFCC'][0]:.2f} |",
-        "",
+        "| ABX within speaker (dev, %) | " + " | ".join(f"layer {k}" for k in layers) + " |",
+        "|---" * (len(layers) + 1) + "|",
+    ]
+    for name, errs in (
+        ("SpidR (trained)", r.abx["SpidR"]),
+        ("untrained", r.abx.get("untrained", {})),
+    ):
+        cells = [f"{100 * errs[k]:.2f}" if k in errs else "" for k in layers]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += [f"| MFCC | {100 * r.abx['MFCC'][0]:.2f} |" + " |" * (len(layers) - 1), ""]
+    if r.training:
+        t = r.training
+        lines += [
+            f"Pretraining end (step {t.get('step', 0):.0f}): loss {t.get('loss', 0):.2f}, target "
+            f"perplexity {t.get('target_ppl', 0):.1f} of V = {t.get('codebook_size', 0):.0f}, "
+            f"active codewords {t.get('active_codewords', 0):.0f}.",
+            "",
+        ]
+    lines += [
         f"Units: k-means of layer {r.best_layer} (the best ABX layer).",
         "",
     ]
@@ -389,6 +480,8 @@ def _write_summary(r: DemoResult) -> None:
         json.dumps(
             {
                 "checkpoint": str(r.checkpoint),
+                "seed": r.seed,
+                "training": r.training,
                 "abx": r.abx,
                 "best_layer": r.best_layer,
                 "unit_quality": r.unit_quality,

@@ -6,6 +6,8 @@ sWUGGY/sBLIMP/tSC. Each stage prints the `spidrkit` command it runs; run it agai
 Examples:
     spidrkit demo --out runs/demo              # ~2 h corpus; see docs/demo.md for timings
     spidrkit demo --plan quick --out runs/quick    # tiny corpus, a couple of minutes
+    spidrkit demo --seed 1 --out runs/demo-s1      # another pretraining seed
+    chromium runs/demo/report.html                 # the run's report (also: spidrkit report DIR)
 """
 
 from __future__ import annotations
@@ -24,6 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="demo: 2 h corpus; quick: tiny corpus, for a first look",
     )
     parser.add_argument("--train-steps", type=int, help="override the pretraining steps")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="pretraining and k-means seed (default 0); the corpus is the same for every seed",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -35,5 +43,6 @@ def run(args: argparse.Namespace) -> int:
     plan = PLANS[args.plan]
     if args.train_steps:
         plan = dataclasses.replace(plan, train_steps=args.train_steps)
+    plan = dataclasses.replace(plan, seed=args.seed)
     run_demo(args.out, plan, progress=not args.no_progress)
     return 0

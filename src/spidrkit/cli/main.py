@@ -26,6 +26,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("abx", "abx"),
     ("unit-quality", "unit_quality"),
     ("plot", "plot"),
+    ("report", "report"),
     ("lm-train", "lm_train"),
     ("slm-eval", "slm_eval"),
     ("demo", "demo"),

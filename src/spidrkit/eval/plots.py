@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import io
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -86,8 +87,10 @@ def phone_unit_order(q: UnitQuality) -> tuple[list[int], list[int]]:
     return rows, cols
 
 
-def plot_phone_unit(q: UnitQuality, out: str | Path, title: str = "") -> Path:
-    """Heatmap of P(phone | unit): phones by frequency (rows), units by most likely phone (columns)."""
+def plot_phone_unit(q: UnitQuality, out: Any, title: str = "") -> Any:
+    """Heatmap of P(phone | unit): phones by frequency (rows), units by most likely phone (columns).
+
+    ``out``: a PNG path, or a binary file object (then returned as is)."""
     if q.counts.size == 0:
         raise DataError("empty phone x unit counts: nothing to plot")
     rows, cols = phone_unit_order(q)
@@ -106,6 +109,10 @@ def plot_phone_unit(q: UnitQuality, out: str | Path, title: str = "") -> Path:
     ax.set_title(title or f"P(phone | unit), PNMI {q.pnmi:.3f}")
     fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02, label="P(phone | unit)")
     fig.tight_layout()
+    if isinstance(out, BinaryIO | io.IOBase):  # an in-memory PNG (spidrkit report)
+        fig.savefig(out, format="png")
+        plt.close(fig)
+        return out
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)

@@ -18,6 +18,14 @@ from torch import Tensor, nn
 from spidrkit.models.config import ConvLayerConfig
 
 
+def total_stride(conv_layers) -> int:  # type: ignore[no-untyped-def]
+    """Samples between two output frames of the feature extractor (320 for SpidR: 20 ms)."""
+    hop = 1
+    for *_, _kernel, stride in conv_layers:
+        hop *= stride
+    return hop
+
+
 def num_frames(num_samples, conv_layers):  # type: ignore[no-untyped-def]
     """Frames out of the feature extractor for ``num_samples`` samples (16000 -> 49).
 

@@ -15,7 +15,12 @@ ConvLayerConfig = tuple[tuple[int, int, int], ...]
 BASE_CONV_LAYERS: ConvLayerConfig = ((512, 10, 5),) + ((512, 3, 2),) * 4 + ((512, 2, 2),) * 2
 
 
-EXTENSION_FIELDS: tuple[str, ...] = ("codebook_distance", "codebook_balance")
+EXTENSION_FIELDS: tuple[str, ...] = (
+    "codebook_distance",
+    "codebook_balance",
+    "warmup_targets",
+    "warmup_target_steps",
+)
 """Model fields that the official release does not have (small-scale training controls)."""
 
 
@@ -52,6 +57,12 @@ class _EncoderConfig:
     codebook_balance: float = 0.0
     """Load-balancing rate: > 0 adds a per-codeword bias, raised for under-used codewords and lowered
     for over-used ones by this much each step (a small-scale training control; 0 = official)."""
+    warmup_targets: Literal["none", "mfcc"] = "none"
+    """Small-scale control: during the first ``warmup_target_steps`` steps every head predicts the
+    code of the masked frame's MFCC (39-d, normalised per utterance) under an online k-means codebook
+    of its own (``warmup_codebook``), as HuBERT's first iteration, instead of the teacher's code. The
+    teacher and its codebooks follow the student throughout. "none" = official."""
+    warmup_target_steps: int = 0
     num_codebooks: int = 8
     """K: one codebook (and one prediction head) for each of the top K teacher layers."""
     ema_start_decay: float = 0.999
@@ -93,6 +104,10 @@ class _EncoderConfig:
             )
         if not self.codebook_balance >= 0.0:
             problems.append(f"codebook_balance: {self.codebook_balance} must be >= 0")
+        if self.warmup_targets not in ("none", "mfcc"):
+            problems.append(f"warmup_targets: {self.warmup_targets!r} is not none/mfcc")
+        if self.warmup_target_steps < 0:
+            problems.append(f"warmup_target_steps: {self.warmup_target_steps} must be >= 0")
         if self.extractor_mode not in ("layer_norm", "group_norm"):
             problems.append(f"extractor_mode: {self.extractor_mode!r} is not layer_norm/group_norm")
         if not self.extractor_conv_layer_config or any(

@@ -15,6 +15,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from spidrkit.audio.spectral import MFCCFrames
 from spidrkit.models.codebook import Codebook
 from spidrkit.models.components import (
     Encoder,
@@ -22,6 +23,7 @@ from spidrkit.models.components import (
     FeatureProjection,
     init_linear_weights,
     num_frames,
+    total_stride,
 )
 from spidrkit.models.config import DinoSRConfig, SpidRConfig
 
@@ -89,6 +91,16 @@ class _SelfDistillationModel(nn.Module, abc.ABC):
             )
             for _ in range(cfg.num_codebooks)
         )
+        self.mfcc: MFCCFrames | None = None
+        if cfg.warmup_targets == "mfcc":
+            self.mfcc = MFCCFrames(hop=total_stride(cfg.extractor_conv_layer_config))
+            self.warmup_codebook = Codebook(
+                MFCCFrames.dim,
+                cfg.codebook_size,
+                cfg.codebook_decay,
+                cfg.codebook_distance,
+                cfg.codebook_balance,
+            )
         init_linear_weights(self.student)
         init_linear_weights(self.heads)
         init_linear_weights(self.feature_projection)
@@ -196,6 +208,8 @@ class _SelfDistillationModel(nn.Module, abc.ABC):
                 for i in self.codebook_layers
             ]
             codes = [cb.assign(tgt) for cb, tgt in zip(self.codebooks, targets)]
+            warm = self._warmup_targets(waveforms, rows, mask_indices, t)
+            loss_codes = codes if warm is None else [warm[1]] * len(codes)
 
         final, results, _ = self.student(x, attention_mask, skip_final_norm=self._skip_final_norm())
         inputs = self.head_inputs(results, final)
@@ -204,7 +218,7 @@ class _SelfDistillationModel(nn.Module, abc.ABC):
             for head, h in zip(self.heads, inputs)
         ]
         nll = torch.stack(
-            [-lp.gather(-1, c[:, None]).squeeze(-1) for lp, c in zip(log_probs, codes)]
+            [-lp.gather(-1, c[:, None]).squeeze(-1) for lp, c in zip(log_probs, loss_codes)]
         )
         per_frame_loss = nll.mean(0)
 
@@ -212,9 +226,15 @@ class _SelfDistillationModel(nn.Module, abc.ABC):
             v = self.config.codebook_size
             k = len(self.codebooks)
             each_ppl = torch.stack([_perplexity(F.one_hot(c, v).float()) for c in codes])
-            target_ppl = each_ppl.mean()
+            target_ppl = (
+                each_ppl.mean() if warm is None else _perplexity(F.one_hot(warm[1], v).float())
+            )
             pred_ppl = torch.stack([_perplexity(lp.exp()) for lp in log_probs]).mean()
-            stats = [cb.statistics(tgt, c) for cb, tgt, c in zip(self.codebooks, targets, codes)]
+            books = list(self.codebooks)
+            stats = [cb.statistics(tgt, c) for cb, tgt, c in zip(books, targets, codes)]
+            if warm is not None:
+                books.append(self.warmup_codebook)
+                stats.append(self.warmup_codebook.statistics(*warm))
             flat = torch.cat(
                 [torch.stack([target_ppl, pred_ppl]), each_ppl]
                 + [torch.cat([n[:, None], s], dim=1).flatten() for n, s in stats]
@@ -226,12 +246,29 @@ class _SelfDistillationModel(nn.Module, abc.ABC):
             target_ppl, pred_ppl = flat[0] / world, flat[1] / world
             each_ppl = flat[2 : 2 + k] / world
             if self.training:
-                chunks = flat[2 + k :].view(k, v, d + 1)
-                for cb, chunk in zip(self.codebooks, chunks):
+                offset = 2 + k
+                for cb in books:
+                    size = v * (cb.codebook.shape[1] + 1)
+                    chunk = flat[offset : offset + size].view(v, -1)
                     cb.update(chunk[:, 0], chunk[:, 1:])
+                    offset += size
         monitors = {"target_ppl": target_ppl, "pred_ppl": pred_ppl}
         monitors.update({f"target_ppl_{i}": each_ppl[i] for i in range(k)})
         return per_frame_loss, monitors
+
+    def _warmup_targets(
+        self, waveforms: Tensor, rows: Tensor, mask_indices: Tensor, frames: int
+    ) -> tuple[Tensor, Tensor] | None:
+        """(masked MFCC frames [N, 39], their codes [N]) while the MFCC warm-up lasts, else None."""
+        if self.mfcc is None or int(self.current_step) >= self.config.warmup_target_steps:
+            return None
+        feats = self.mfcc(waveforms)[:, :frames]
+        if (
+            0 < feats.shape[1] < frames
+        ):  # a frame short on odd extractor geometries: repeat the last
+            feats = torch.cat([feats, feats[:, -1:].expand(-1, frames - feats.shape[1], -1)], 1)
+        feats = _instance_norm(feats)[rows, mask_indices].reshape(-1, feats.shape[-1])
+        return feats, self.warmup_codebook.assign(feats)
 
     # -- teacher ---------------------------------------------------------------------------------
 

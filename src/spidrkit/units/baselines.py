@@ -17,75 +17,24 @@ Choices for the spectral baselines (written down in docs/units.md):
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from spidrkit.audio.spectral import (  # noqa: F401  (re-exported: the baselines' building blocks)
+    N_FFT,
+    WIN_LENGTH,
+    dct_matrix,
+    deltas,
+    hz_to_mel,
+    mel_filterbank,
+    mel_to_hz,
+)
 from spidrkit.errors import ConfigError
 
 SAMPLE_RATE = 16000
-WIN_LENGTH = 400  # 25 ms
-N_FFT = 512
-
-
-def hz_to_mel(f: torch.Tensor | float) -> torch.Tensor:
-    """HTK mel scale."""
-    return 2595.0 * torch.log10(1.0 + torch.as_tensor(f, dtype=torch.float64) / 700.0)
-
-
-def mel_to_hz(m: torch.Tensor) -> torch.Tensor:
-    return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
-
-
-def mel_filterbank(
-    n_mels: int,
-    *,
-    n_fft: int = N_FFT,
-    sample_rate: int = SAMPLE_RATE,
-    f_min: float = 20.0,
-    f_max: float | None = None,
-) -> torch.Tensor:
-    """Triangular filters on the HTK mel scale: ``[n_fft // 2 + 1, n_mels]`` float32.
-
-    Filter j rises linearly from mel point j to j+1 and falls to j+2 (``n_mels + 2`` points evenly
-    spaced in mel between ``f_min`` and ``f_max``, default Nyquist); peak value 1.
-    """
-    f_max = sample_rate / 2 if f_max is None else f_max
-    if not 0 <= f_min < f_max <= sample_rate / 2:
-        raise ConfigError(f"mel filterbank needs 0 <= f_min < f_max <= {sample_rate / 2}")
-    freqs = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)
-    m_pts = torch.linspace(float(hz_to_mel(f_min)), float(hz_to_mel(f_max)), n_mels + 2)
-    f_pts = mel_to_hz(m_pts.double())
-    lower, center, upper = f_pts[:-2], f_pts[1:-1], f_pts[2:]  # [n_mels]
-    f = freqs[:, None]
-    up = (f - lower) / (center - lower)
-    down = (upper - f) / (upper - center)
-    return torch.clamp(torch.minimum(up, down), min=0.0).float()
-
-
-def dct_matrix(n_mels: int, n_ceps: int) -> torch.Tensor:
-    """Orthonormal DCT-II basis ``[n_mels, n_ceps]`` (so ``ceps = logmel @ D``)."""
-    n = torch.arange(n_mels, dtype=torch.float64)
-    k = torch.arange(n_ceps, dtype=torch.float64)
-    d = torch.cos(math.pi / n_mels * (n[:, None] + 0.5) * k[None, :])
-    d[:, 0] *= 1.0 / math.sqrt(2.0)
-    return (d * math.sqrt(2.0 / n_mels)).float()
-
-
-def deltas(x: torch.Tensor, window: int = 2) -> torch.Tensor:
-    """Regression deltas over time of ``x`` ``[frames, dim]`` (edges replicated), HTK formula."""
-    if x.shape[0] == 0:
-        return x.clone()
-    t = x.shape[0]
-    padded = torch.cat([x[:1].expand(window, -1), x, x[-1:].expand(window, -1)])
-    num = sum(
-        n * (padded[window + n : window + n + t] - padded[window - n : window - n + t])
-        for n in range(1, window + 1)
-    )
-    return num / (2 * sum(n * n for n in range(1, window + 1)))
 
 
 def frames_for(num_samples: int, hop: int, win: int = WIN_LENGTH) -> int:
