@@ -1,4 +1,4 @@
-# spidrkit: the two commands a new user runs are `make demo` and `make test`.
+# spidrkit: the two commands a new user runs are `make demo` and `make test`; CI runs `make lint test`.
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -31,6 +31,7 @@ test-slow: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff format src tests bench

@@ -12,15 +12,41 @@ from spidrkit.models import PRESETS, build_model
 from spidrkit.models.checkpoint import load_model, save_model
 
 
-def test_every_command_has_help(capsys) -> None:
+def _command_modules() -> set[str]:
+    """Modules of spidrkit.cli that define a subcommand (HELP, add_arguments, run)."""
+    import importlib
+    import pkgutil
+
+    import spidrkit.cli
+
+    found = set()
+    for info in pkgutil.iter_modules(spidrkit.cli.__path__):
+        module = importlib.import_module(f"spidrkit.cli.{info.name}")
+        if all(hasattr(module, a) for a in ("HELP", "add_arguments", "run")):
+            found.add(info.name)
+    return found
+
+
+def test_every_command_module_is_registered_and_has_help(capsys) -> None:
+    assert {module for _, module in COMMANDS} == _command_modules()
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    assert set(sub.choices) <= {name for name, _ in COMMANDS}
+    assert list(sub.choices) == [name for name, _ in COMMANDS]
     for name in sub.choices:
         with pytest.raises(SystemExit) as exc:
             main([name, "--help"])
         assert exc.value.code == 0
         assert "usage: spidrkit " + name in capsys.readouterr().out
+
+
+def test_a_command_that_fails_to_import_is_an_error(monkeypatch) -> None:
+    import spidrkit.cli.main as cli_main
+
+    monkeypatch.setattr(cli_main, "COMMANDS", [*COMMANDS, ("ghost", "no_such_module")])
+    with pytest.raises(
+        ImportError, match="spidrkit ghost: cannot import spidrkit.cli.no_such_module"
+    ):
+        cli_main.build_parser()
 
 
 def test_info_and_convert(tmp_path, capsys) -> None:

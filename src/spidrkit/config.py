@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import tomllib
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+from typing import Any, Literal, TypeVar, cast, get_args, get_origin, get_type_hints
 
 from spidrkit.errors import ConfigError
 
@@ -46,7 +47,7 @@ def _check_value(tp: Any, value: Any, path: str, errors: list[str]) -> Any:
         if not isinstance(value, dict):
             errors.append(f"{path}: expected a table, got {value!r}")
             return value
-        return _build(tp, value, path + ".", errors)
+        return _build(cast(type, tp), value, path + ".", errors)
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
             errors.append(f"{path}: expected a list, got {value!r}")
@@ -94,12 +95,13 @@ def _check_value(tp: Any, value: Any, path: str, errors: list[str]) -> Any:
 
 def _build(cls: type[T], data: dict[str, Any], prefix: str, errors: list[str]) -> T:
     hints = get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    fields = dataclasses.fields(cast(Any, cls))
+    names = {f.name for f in fields if f.init}
     for key in data:
         if key not in names:
             errors.append(f"{prefix}{key}: unknown key (known: {', '.join(sorted(names))})")
     kwargs = {}
-    for f in dataclasses.fields(cls):
+    for f in fields:
         if f.init and f.name in data:
             kwargs[f.name] = _check_value(hints[f.name], data[f.name], prefix + f.name, errors)
     try:
@@ -185,6 +187,31 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return conv(cfg)
 
 
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_SHORT_ESCAPES = {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def toml_string(text: str) -> str:
+    """A TOML basic string: quotes, backslashes and control characters escaped, every other
+    character (non-BMP ones included) written as itself, as TOML requires UTF-8 text."""
+    out = ['"']
+    for ch in text:
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif ch in _SHORT_ESCAPES:
+            out.append(_SHORT_ESCAPES[ch])
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04X}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY.match(key) else toml_string(key)
+
+
 def dump_toml(data: dict[str, Any]) -> str:
     """Write nested dicts of scalars/lists as TOML (enough for our configs; None values are skipped)."""
     lines: list[str] = []
@@ -192,11 +219,11 @@ def dump_toml(data: dict[str, Any]) -> str:
     def scalar(v: Any) -> str:
         if isinstance(v, bool):
             return "true" if v else "false"
-        if isinstance(v, (int, float)):
+        if isinstance(v, int | float):
             return repr(v)
-        if isinstance(v, str):
-            return json.dumps(v)
-        if isinstance(v, (list, tuple)):
+        if isinstance(v, str | Path):
+            return toml_string(str(v))
+        if isinstance(v, list | tuple):
             return "[" + ", ".join(scalar(x) for x in v) + "]"
         raise TypeError(f"cannot write {v!r} as TOML")
 
@@ -206,11 +233,11 @@ def dump_toml(data: dict[str, Any]) -> str:
         if name and simple:
             lines.append(f"[{name}]")
         for k, v in simple.items():
-            lines.append(f"{k} = {scalar(v)}")
+            lines.append(f"{_toml_key(k)} = {scalar(v)}")
         if simple:
             lines.append("")
         for k, v in nested.items():
-            table(v, f"{name}.{k}" if name else k)
+            table(v, f"{name}.{_toml_key(k)}" if name else _toml_key(k))
 
     table(data, "")
     return "\n".join(lines)

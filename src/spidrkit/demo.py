@@ -300,7 +300,7 @@ def run_demo(
         if r.layer is not None and r.error is not None
     }
     mfcc_abx = {0: read_results_json(mfcc_json)[0].error}
-    best = min(spidr_abx, key=spidr_abx.get)
+    best = min(spidr_abx, key=spidr_abx.__getitem__)
 
     km = ev / f"kmeans_l{best}_{plan.kmeans_k}.pt"
     run(

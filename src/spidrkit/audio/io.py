@@ -202,10 +202,10 @@ def standardize(wav: Any, eps: float = STANDARDIZE_EPS) -> Any:
     import torch
 
     if isinstance(wav, torch.Tensor):
-        x = wav.float()
-        if x.shape[-1] == 0:
-            return x
-        return torch.nn.functional.layer_norm(x, x.shape[-1:], eps=eps)
+        t = wav.float()
+        if t.shape[-1] == 0:
+            return t
+        return torch.nn.functional.layer_norm(t, t.shape[-1:], eps=eps)
     raise TypeError(
         f"standardize expects a numpy array or a torch tensor, got {type(wav).__name__}"
     )

@@ -32,16 +32,17 @@ def run(args: argparse.Namespace) -> int:
 
     raw = read_toml(args.config)
     is_lm = "preset" in raw or "optim" in raw
+    missing_manifests = False
     if is_lm:
         from spidrkit.lm.config import LMTrainConfig
 
-        cfg = load_config(LMTrainConfig, args.config, args.overrides)
-        data = to_dict(cfg)
+        data = to_dict(load_config(LMTrainConfig, args.config, args.overrides))
     else:
         from spidrkit.train.config import load_train_config
 
         cfg = load_train_config(args.config, args.overrides)
         data = cfg.to_dict()
+        missing_manifests = not cfg.data.train_manifests
     if args.json:
         print(json.dumps(data, indent=2))
     else:
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
             + (f" with {len(args.overrides)} override(s)" if args.overrides else "")
         )
         print(dump_toml(data))
-    if not is_lm and not cfg.data.train_manifests:
+    if missing_manifests:
         print(
             "# note: data.train_manifests is empty; `spidrkit train` needs it "
             "(--set data.train_manifests=PATH)"

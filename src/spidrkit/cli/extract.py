@@ -6,7 +6,7 @@ skipped, so an interrupted run resumes. Under torchrun each rank takes every wor
 
 Examples:
     spidrkit extract data/dev-clean.csv --model spidr_base --layers 6 --out feats/spidr-l6
-    spidrkit extract wavs/ --model runs/tiny/checkpoints/last.pt --layers 4 6 --out feats/ --format npy
+    spidrkit extract wavs/ --model runs/tiny/checkpoints/checkpoint_00000200.pt --layers 4 6 --out feats/ --format npy
     spidrkit extract wavs/ --baseline mfcc --out feats/mfcc
     spidrkit extract wavs/ --baseline hf:facebook/hubert-base-ls960 --layers 11 --out feats/hubert
     torchrun --nproc-per-node 4 -m spidrkit.cli.main extract data/train.csv --model spidr_base \\

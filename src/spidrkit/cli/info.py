@@ -1,7 +1,7 @@
 """Describe a checkpoint: model type, config, parameter counts, step and codebook usage.
 
 Example:
-    spidrkit info runs/tiny/checkpoints/last.pt
+    spidrkit info runs/tiny/checkpoints/checkpoint_00000200.pt
     spidrkit info spidr_tiny --json
 """
 

@@ -44,10 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module_name in COMMANDS:
         try:
             module = importlib.import_module(f"spidrkit.cli.{module_name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"spidrkit.cli.{module_name}":
-                continue  # command not built in this checkout
-            raise
+        except ImportError as exc:  # a broken install or a bug: never hide a command
+            raise ImportError(
+                f"spidrkit {name}: cannot import spidrkit.cli.{module_name}: {exc}"
+            ) from exc
         p = sub.add_parser(
             name,
             help=module.HELP,

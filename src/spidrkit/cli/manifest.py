@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Literal
 
 HELP = "build a manifest from audio folders or tar archives, or --validate one"
 
@@ -99,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             raise DataError(f"{src}: not found")
     manifest = Manifest.concat(manifests)
-    fmt = args.format or ("tsv" if args.output.suffix == ".tsv" else "csv")
+    fmt: Literal["csv", "tsv"] = args.format or ("tsv" if args.output.suffix == ".tsv" else "csv")
     write_manifest(manifest, args.output, format=fmt)
     print(
         f"wrote {args.output}: {len(manifest)} utterances, {manifest.hours:.2f} h at 16 kHz "

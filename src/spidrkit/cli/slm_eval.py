@@ -71,7 +71,13 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from spidrkit.errors import ConfigError
-    from spidrkit.lm.evaluate import UnitsLookup, evaluate_slm, format_table, write_report
+    from spidrkit.lm.evaluate import (
+        Tokenizer,
+        UnitsLookup,
+        evaluate_slm,
+        format_table,
+        write_report,
+    )
     from spidrkit.lm.train import load_lm
     from spidrkit.lm.zerospeech import load_task
     from spidrkit.train.distributed import resolve_device
@@ -94,13 +100,13 @@ def run(args: argparse.Namespace) -> int:
     if args.units:
         if args.layer is not None or args.kmeans:
             raise ConfigError("--layer and --kmeans go with --encoder, not --units")
-        tokenize = UnitsLookup.from_jsonl(*args.units, dedup=not args.no_dedup)
+        tokenize: Tokenizer = UnitsLookup.from_jsonl(*args.units, dedup=not args.no_dedup)
     else:
-        from spidrkit.units import Tokenizer
+        from spidrkit.units import Tokenizer as EncoderTokenizer
 
         if args.layer is None:
             raise ConfigError("--encoder needs --layer N (1-based, e.g. 6)")
-        tokenize = Tokenizer(
+        tokenize = EncoderTokenizer(
             args.encoder, args.layer, args.kmeans, dedup=not args.no_dedup, device=device
         )
     report = evaluate_slm(

@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("give the layer with --layer (e.g. --layer 6)")
         items = list_audio(args.input, show_progress=show)
         if kmeans is not None:
-            source = KMeansUnits(
+            source: CodebookUnits | KMeansUnits = KMeansUnits(
                 build_source(args, [args.layer] if args.layer is not None else None, device),
                 kmeans,
             ).to(device)

@@ -145,7 +145,7 @@ def _parse_quoted(data: bytes, ncols: int, path: Path, first_line: int) -> Block
         rows.append(row)
         lines.append(first_line + reader.line_num - 1)
     buf = bytearray()
-    spans = [([], []) for _ in range(ncols)]
+    spans: list[tuple[list[int], list[int]]] = [([], []) for _ in range(ncols)]
     for row in rows:
         for k, field in enumerate(row):
             raw = field.encode("utf-8")

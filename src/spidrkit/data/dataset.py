@@ -211,7 +211,7 @@ class AudioDataset(torch.utils.data.Dataset):
         return self.item(int(key))
 
 
-def _identity(batch: Batch) -> Batch:
+def _identity(batch: Any) -> Any:
     return batch
 
 

@@ -170,7 +170,7 @@ class LMRunConfig:
     valid_every: int = 1000
     save_every: int = 1000
     keep_last: int = 2
-    """Checkpoints kept besides ``best.pt`` (lowest validation loss) and ``last.pt``."""
+    """Newest ``checkpoint_<step>.pt`` files kept (``best.pt``, the lowest validation loss, is kept too)."""
     device: str = "auto"
     """``auto`` (cuda if available), ``cpu``, ``cuda``, ``cuda:1``..."""
     tensorboard: bool = True

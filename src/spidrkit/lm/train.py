@@ -18,9 +18,10 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -29,6 +30,7 @@ from spidrkit.errors import CheckpointError, ConfigError, DataError
 from spidrkit.lm.config import LMTrainConfig, UnitLMConfig, model_config_from_dict
 from spidrkit.lm.data import (
     LMBatches,
+    UnitRecord,
     iterate_batches,
     max_unit,
     read_units_jsonl,
@@ -131,11 +133,18 @@ def build_datasets(cfg: LMTrainConfig, model_cfg: UnitLMConfig) -> tuple[LMBatch
             f"{d.train}: unit {top} found but model.num_units = {model_cfg.num_units}; "
             f"set --set model.num_units={top + 1} (or the k-means size)"
         )
-    kw = dict(mode=d.batching, block_size=d.block_size, max_tokens=d.max_tokens)
-    return (
-        LMBatches(train, model_cfg.num_units, where=str(d.train), **kw),
-        LMBatches(valid, model_cfg.num_units, where=str(d.valid or d.train), **kw),
-    )
+
+    def batches(units: Sequence[UnitRecord], where: str) -> LMBatches:
+        return LMBatches(
+            units,
+            model_cfg.num_units,
+            mode=d.batching,
+            block_size=d.block_size,
+            max_tokens=d.max_tokens,
+            where=where,
+        )
+
+    return batches(train, str(d.train)), batches(valid, str(d.valid or d.train))
 
 
 @torch.no_grad()
@@ -219,7 +228,7 @@ def train_lm(
         best = float(state["trainer"].get("best_valid_loss", math.inf))
         ckpt.restore_rng_state(state["rng"])
         log.info("resumed from %s at step %d", latest, step)
-    wrapped: torch.nn.Module = model
+    wrapped: Any = model
     ddp: torch.nn.parallel.DistributedDataParallel | None = None
     if dist.is_distributed:
         wrapped = ddp = torch.nn.parallel.DistributedDataParallel(
@@ -281,10 +290,10 @@ def train_lm(
                 sums = D.reduce_scalars({"loss": window_loss, "tokens": window_tokens}, dist.device)
                 train_loss = sums["loss"] / max(sums["tokens"], 1.0)
                 elapsed = time.perf_counter() - window_start
-                metrics = {
+                metrics: dict[str, float] = {
                     "loss": train_loss,
                     "ppl": math.exp(min(train_loss, 50.0)),
-                    "lr": scheduler.get_last_lr()[0],
+                    "lr": float(scheduler.get_last_lr()[0]),
                     "grad_norm": float(grad_norm),
                     "tokens_per_s": sums["tokens"] / max(elapsed, 1e-9),
                 }

@@ -27,7 +27,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from spidrkit.errors import DataError
 
@@ -224,9 +224,9 @@ def _mean(values: list[float]) -> float:
 
 def evaluate_task(task: Task, scores: Mapping[str, float]) -> TaskResult:
     """Accuracies of ``task`` given one score per filename (higher = more likely real)."""
-    groups: dict[tuple, list[GoldItem]] = defaultdict(list)
+    groups: dict[tuple[Any, ...], list[GoldItem]] = defaultdict(list)
     for it in task.items:
-        key = (
+        key: tuple[Any, ...] = (
             (it.id, it.voice, it.type, it.subtype)
             if task.kind == "syntactic"
             else (it.id, it.voice)

@@ -26,6 +26,9 @@ class Codebook(nn.Module):
     unclustered. The bias is a buffer (``codebooks.{i}.bias``) that exists only when ``balance > 0``.
     """
 
+    codebook: Tensor
+    counts: Tensor
+
     def __init__(
         self, dim: int, size: int, decay: float, distance: str = "euclidean", balance: float = 0.0
     ) -> None:

@@ -79,13 +79,13 @@ class ConvBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = x.unsqueeze(1).permute(0, 3, 1, 2)  # [B, C, 1, T], channels-last strides
-        conv = self.conv
+        conv, norm = self.conv, self.layer_norm
         x = F.conv2d(x, conv.weight.unsqueeze(2), conv.bias, stride=(1, conv.stride[0]))
-        if self.norm_kind == "group_norm":
-            x = self.layer_norm(x)
+        if norm is not None and self.norm_kind == "group_norm":
+            x = norm(x)
         x = x.permute(0, 2, 3, 1).squeeze(1)  # [B, T, C]
-        if self.norm_kind == "layer_norm":
-            x = self.layer_norm(x)
+        if norm is not None and self.norm_kind == "layer_norm":
+            x = norm(x)
         return F.gelu(x)
 
 

@@ -8,12 +8,14 @@ from typing import Any
 import torch
 
 from spidrkit.models.checkpoint import load_model, read_checkpoint
+from spidrkit.models.codebook import Codebook
 from spidrkit.models.presets import PRESETS
 from spidrkit.models.spidr import build_model, model_type_of
 
 
 def describe(source: str, model_type: str | None = None) -> dict[str, Any]:
     """Model type, config, parameter counts, step and codebook usage of a checkpoint or preset."""
+    step: int | None
     if source in PRESETS and not Path(source).exists():
         preset = PRESETS[source]
         model = build_model(preset.model_type, preset.config)
@@ -29,9 +31,10 @@ def describe(source: str, model_type: str | None = None) -> dict[str, Any]:
     groups["total"] = sum(groups.values())
     codebooks = []
     for i, (cb, layer) in enumerate(zip(model.codebooks, model.codebook_layers)):
+        assert isinstance(cb, Codebook)
         counts = cb.counts.double()
-        p = counts / counts.sum()
-        ppl = float(torch.exp(-(p * p.clamp_min(1e-30).log()).sum()))
+        share = counts / counts.sum()
+        ppl = float(torch.exp(-(share * share.clamp_min(1e-30).log()).sum()))
         codebooks.append(
             {
                 "index": i,

@@ -89,12 +89,15 @@ def _check_split(root: Path, split: str, report: CheckReport) -> dict[str, str]:
     for line in open(folder / "phones.jsonl"):
         d = json.loads(line)
         seen.add(d["name"])
-        n = length.get(d["name"])
-        if n is None:
+        expected = length.get(d["name"])
+        if expected is None:
             bad(f"{split}/phones.jsonl: {d['name']} is not in manifest.csv")
             continue
-        if abs(len(d["phones"]) * FRAME - n) > FRAME:
-            bad(f"{split}/phones.jsonl: {d['name']} has {len(d['phones'])} frames for {n} samples")
+        if abs(len(d["phones"]) * FRAME - expected) > FRAME:
+            bad(
+                f"{split}/phones.jsonl: {d['name']} has {len(d['phones'])} frames "
+                f"for {expected} samples"
+            )
         unknown = set(d["phones"]) - set(INVENTORY)
         if unknown:
             bad(f"{split}/phones.jsonl: {d['name']} uses labels outside the inventory: {unknown}")
@@ -106,9 +109,9 @@ def _check_split(root: Path, split: str, report: CheckReport) -> dict[str, str]:
     # segment alignments tile the file
     for line in open(folder / "alignments.jsonl"):
         d = json.loads(line)
-        segs, n = d["segments"], length.get(d["name"], 0) / 16000
-        if not segs or segs[0][1] != 0 or abs(segs[-1][2] - n) > 0.01:
-            bad(f"{split}/alignments.jsonl: {d['name']} does not cover [0, {n:.3f}] s")
+        segs, dur = d["segments"], length.get(d["name"], 0) / 16000
+        if not segs or segs[0][1] != 0 or abs(segs[-1][2] - dur) > 0.01:
+            bad(f"{split}/alignments.jsonl: {d['name']} does not cover [0, {dur:.3f}] s")
         if any(abs(a[2] - b[1]) > 1e-4 for a, b in zip(segs, segs[1:], strict=False)):
             bad(f"{split}/alignments.jsonl: {d['name']} has gaps or overlaps")
     # ABX items

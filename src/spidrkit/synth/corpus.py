@@ -391,6 +391,7 @@ def make_corpus(
                 if p.utterances:
                     done = _render_split(pool, split, stream, p.utterances[k], None, bar)
                 else:
+                    assert p.hours is not None  # a preset gives utterances or hours
                     share = p.heldout_share if split != "train" else 1 - 2 * p.heldout_share
                     done = _render_split(pool, split, stream, None, p.hours * 3600 * share, bar)
                 if split == "train":

@@ -152,7 +152,7 @@ def lexical_items(
 ) -> list[tuple[PairItem, PairItem]]:
     """Up to ``n`` (word, non-word) pairs from ``words`` (in the order given)."""
     maker = NonWordMaker(prons)
-    pairs = []
+    pairs: list[tuple[PairItem, PairItem]] = []
     for word in words:
         if len(pairs) >= n:
             break
@@ -200,7 +200,7 @@ def syntactic_items(
     grammar: Grammar, n_per_test: int, rng: random.Random, start_id: int = 0
 ) -> list[tuple[PairItem, PairItem]]:
     """``n_per_test`` (grammatical, ungrammatical) pairs for every test in SYNTAX_TESTS."""
-    pairs = []
+    pairs: list[tuple[PairItem, PairItem]] = []
     for test in SYNTAX_TESTS:
         for _ in range(n_per_test):
             s = make_pair_sentence(grammar, rng, rng.choice(TOPICS), test)

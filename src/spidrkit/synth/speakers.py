@@ -208,7 +208,7 @@ def make_speakers(n_train: int, n_dev: int, n_test: int, seed: int) -> list[Spea
         by_timbre.setdefault(cell[0].name, []).append(cell)
     order = [t.name for t in TIMBRES]
     rng.shuffle(order)
-    cycled = []
+    cycled: list[tuple[Timbre, float, int]] = []
     while len(cycled) < len(grid):
         for name in order:
             if by_timbre[name]:

@@ -59,7 +59,7 @@ def build_optimizer(
     return torch.optim.AdamW(
         params,
         lr=cfg.lr,
-        betas=tuple(cfg.betas),
+        betas=(cfg.betas[0], cfg.betas[1]),
         eps=cfg.eps,
         weight_decay=cfg.weight_decay,
         fused=fused or None,

@@ -15,6 +15,7 @@ optimizer steps already taken (0 before the first). Objects rather than lambdas,
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -103,6 +104,6 @@ def make_schedule(
     raise ConfigError(f"scheduler {name!r}: expected one of {sorted(SCHEDULES)}")
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, schedule: object) -> LambdaLR:
+def make_scheduler(optimizer: torch.optim.Optimizer, schedule: Callable[[int], float]) -> LambdaLR:
     """A LambdaLR applying ``schedule`` to every group; ``state_dict()`` is weights-only safe."""
     return LambdaLR(optimizer, lr_lambda=schedule)

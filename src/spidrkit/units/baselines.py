@@ -81,7 +81,7 @@ class SpectralFeatures:
     @property
     def dim(self) -> int:
         if self.kind == "logmel":
-            return self.n_mels
+            return int(self.n_mels or 0)
         return self.n_ceps * (3 if self.with_deltas else 1)
 
     def num_frames(self, num_samples: int) -> int:
@@ -105,6 +105,7 @@ class SpectralFeatures:
         logmel = torch.log(power @ self._fbank + 1e-6)  # [T, n_mels]
         if self.kind == "logmel":
             return logmel
+        assert self._dct is not None  # built for kind == "mfcc"
         ceps = logmel @ self._dct
         if self.with_deltas:
             d1 = deltas(ceps)

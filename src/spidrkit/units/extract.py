@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from spidrkit.errors import ConfigError, DataError
+from spidrkit.models.spidr import DinoSR, SpidR
 from spidrkit.units.baselines import pad_batch
 from spidrkit.utils.files import atomic_write
 
@@ -145,7 +146,7 @@ class EncoderFeatures:
     """
 
     def __init__(self, model: Any, layers: Sequence[int], *, before_residual: bool = True) -> None:
-        self.model: nn.Module = getattr(model, "model", model).eval()
+        self.model: SpidR | DinoSR = getattr(model, "model", model).eval()
         cfg = self.model.config
         self.num_layers = int(cfg.encoder_num_layers)
         layers = sorted(set(int(x) for x in layers))

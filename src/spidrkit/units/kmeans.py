@@ -117,7 +117,9 @@ class KMeans:
 
     def save(self, path: str | Path) -> None:
         """Atomically write ``{"centroids", "meta"}`` (readable with ``weights_only=True``)."""
-        meta = {k: v for k, v in self.meta.items() if isinstance(v, str | int | float | bool)}
+        meta: dict[str, str | int | float | None] = {
+            k: v for k, v in self.meta.items() if isinstance(v, str | int | float | bool)
+        }
         meta.update({k: None for k, v in self.meta.items() if v is None})
         with atomic_write(path, "wb") as f:
             torch.save({"centroids": self.centroids.detach().cpu().float(), "meta": meta}, f)

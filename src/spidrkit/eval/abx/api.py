@@ -7,6 +7,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -116,8 +117,8 @@ def compute_abx_modes(
     items: Items | str | Path,
     features: Mapping[str, torch.Tensor] | str | Path,
     config: ABXConfig | None = None,
-    speakers: tuple[str, ...] = ("within",),
-    contexts: tuple[str, ...] = ("within",),
+    speakers: tuple[Literal["within", "across"], ...] = ("within",),
+    contexts: tuple[Literal["within", "any"], ...] = ("within",),
     **kwargs,
 ) -> list[ABXResult]:
     """:func:`compute_abx` for every (speaker, context) mode; features are read once."""

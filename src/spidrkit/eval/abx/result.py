@@ -92,7 +92,7 @@ class ABXResult:
         return f"{self.config.speaker} speaker, {self.config.context} context"
 
     def to_dict(self, with_cells: bool = False) -> dict[str, Any]:
-        d = {
+        d: dict[str, Any] = {
             "label": self.label,
             "layer": self.layer,
             "speaker": self.config.speaker,

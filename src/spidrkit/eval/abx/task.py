@@ -101,8 +101,8 @@ def gather_frames(
     keep_arr = np.asarray(keep)[order]
     chunks = [chunks[i] for i in order]
     length = np.asarray(lengths, dtype=np.int64)[order]
-    start = np.concatenate([[0], np.cumsum(length)[:-1]]).astype(np.int64)
-    return ItemBank(items.subset(keep_arr), torch.cat(chunks), start, length)
+    starts = np.concatenate([[0], np.cumsum(length)[:-1]]).astype(np.int64)
+    return ItemBank(items.subset(keep_arr), torch.cat(chunks), starts, length)
 
 
 @dataclass
