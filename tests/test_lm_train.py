@@ -226,7 +226,7 @@ def test_train_then_slm_eval_lexical(tmp_path, capsys):
 
 
 def test_audio_to_scores_units_file_and_encoder_agree(tmp_path):
-    """audio -> `spidrkit units` -> slm-eval --units equals slm-eval --encoder (on-the-fly units)."""
+    """audio -> `spidrkit units` -> slm-eval --units equals slm-eval --model (on-the-fly units)."""
     sf = pytest.importorskip("soundfile")
     import numpy as np
 
@@ -289,7 +289,7 @@ def test_audio_to_scores_units_file_and_encoder_agree(tmp_path):
                 "slm-eval",
                 "--lm",
                 str(lm_path),
-                "--encoder",
+                "--model",
                 str(ckpt),
                 "--layer",
                 "4",
@@ -313,7 +313,7 @@ def test_audio_to_scores_units_file_and_encoder_agree(tmp_path):
                 "slm-eval",
                 "--lm",
                 str(lm_path),
-                "--encoder",
+                "--model",
                 str(ckpt),
                 "--ssc",
                 str(folder),

@@ -186,7 +186,7 @@ def test_cli_check_and_errors(tiny_corpus, tmp_path, capsys):
     assert main(["synth", "--out", str(tiny_corpus.out_dir), "--check-only"]) == 0
     assert "corpus OK" in capsys.readouterr().out
     (tmp_path / "junk.txt").write_text("x")
-    assert main(["synth", "--out", str(tmp_path), "--quiet"]) == 2
+    assert main(["synth", "--out", str(tmp_path), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "not empty" in err and err.count("\n") == 1
     with pytest.raises(DataError):

@@ -153,12 +153,17 @@ def from_dict(cls: type[T], data: dict[str, Any], overrides: list[str] | None = 
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
-    """Parse a TOML file; a missing or malformed file is a ConfigError naming it."""
-    path = Path(path)
+    """Parse a TOML file, or a shipped config by name (``tiny``, ``base``, ``lm_tiny``: see
+    :mod:`spidrkit.configs`); a missing or malformed file is a ConfigError naming it."""
+    from spidrkit import configs
+
+    path = configs.resolve(path)
     try:
-        return tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
+        raise ConfigError(
+            f"{path}: config file not found (shipped configs: {', '.join(configs.names())})"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 

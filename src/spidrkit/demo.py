@@ -192,7 +192,7 @@ def run_demo(
             "--seed",
             str(plan.corpus_seed),
         ]
-        + ([] if progress else ["--quiet"]),
+        + quiet,
         done=corpus / "corpus.json",
     )
 
@@ -372,7 +372,7 @@ def run_demo(
             "slm-eval",
             "--lm",
             str(lm_dir),
-            "--encoder",
+            "--model",
             str(ckpt),
             "--layer",
             str(best),

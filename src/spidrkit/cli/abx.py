@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 
+from spidrkit.cli.options import add_device, add_layers, add_model, add_no_progress
+
 HELP = "ABX error rate of features, units or checkpoint layers"
 
 
@@ -68,16 +70,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-x-across", type=int, default=5, help="X speakers per cell, 0 = all (default 5)"
     )
     parser.add_argument("--seed", type=int, default=0, help="subsampling seed (default 0)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cpu)")
+    add_device(parser)
     parser.add_argument("--label", default="", help="name stored in the results (for plots)")
-    parser.add_argument("--layer", type=int, default=None, help="layer stored in the results")
     parser.add_argument("--json", dest="json_out", help="write results (aggregates) as JSON")
     parser.add_argument("--json-cells", action="store_true", help="include every cell in --json")
     parser.add_argument("--csv", dest="csv_out", help="write one row per cell as CSV")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_no_progress(parser)
     model = parser.add_argument_group("checkpoint mode (features computed in memory)")
-    model.add_argument("--model", help="preset name or checkpoint path (see spidrkit.load)")
-    model.add_argument("--layers", help="comma-separated layers, from 1 (e.g. 4,5,6)")
+    add_model(model, help="preset name or checkpoint path (see spidrkit.load)")
+    add_layers(
+        model,
+        also=["--layer"],
+        help="with --model: 1-based layers to score, 4,5,6 or 4 5 6; with FEATURES: the one "
+        "layer they come from (stored in the results)",
+    )
     model.add_argument("--audio", help="audio root: <root>/<fileid>.wav|flac")
     model.add_argument("--manifest", help="manifest CSV/TSV giving each fileid's audio path")
 
@@ -94,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         write_cells_csv,
         write_results_json,
     )
+    from spidrkit.utils.device import resolve_device
 
     if (args.model is None) == (args.features is None):
         raise ConfigError("give either FEATURES (a folder or a units .jsonl) or --model")
@@ -109,14 +116,17 @@ def run(args: argparse.Namespace) -> int:
     common = dict(
         speakers=args.speaker,
         contexts=args.context,
-        device=args.device,
+        device=resolve_device(args.device),
         show_progress=not args.no_progress,
     )
     items = read_item_file(args.item)
     results = []
     if args.model is None:
+        if args.layers and len(args.layers) > 1:
+            raise ConfigError("with FEATURES, --layers names the one layer they come from")
+        layer = args.layers[0] if args.layers else None
         results = compute_abx_modes(
-            items, args.features, config, label=args.label, layer=args.layer, **common
+            items, args.features, config, label=args.label, layer=layer, **common
         )
     else:
         import spidrkit
@@ -124,16 +134,11 @@ def run(args: argparse.Namespace) -> int:
 
         if not args.layers:
             raise ConfigError("--model needs --layers (e.g. --layers 4,5,6)")
-        try:
-            layers = [int(v) for v in args.layers.split(",")]
-        except ValueError:
-            raise ConfigError(
-                f"--layers: expected comma-separated integers, got {args.layers!r}"
-            ) from None
+        layers = args.layers
         if args.audio is None and args.manifest is None:
             raise ConfigError("--model needs --audio ROOT or --manifest CSV to find the audio")
         audio = find_audio(sorted(set(items.fileid)), args.audio, args.manifest)
-        encoder = spidrkit.load(args.model, device=args.device or "cpu")
+        encoder = spidrkit.load(args.model, device=common["device"])
         feats = model_features(encoder, audio, layers, show_progress=not args.no_progress)
         label = args.label or Path(args.model).stem
         for layer in layers:

@@ -5,23 +5,26 @@ section.
 Every unknown key and bad value is reported at once, by its dotted path; the exit status is 2 then.
 
 Example:
-    spidrkit check-config configs/tiny.toml --set optimizer.lr=1e-3 --set data.train_manifests=m.csv
-    spidrkit check-config configs/base.toml --json > resolved.json
-    spidrkit check-config configs/lm_tiny.toml
+    spidrkit check-config tiny --set optimizer.lr=1e-3 --set data.train_manifests=m.csv
+    spidrkit check-config base --json > resolved.json
+    spidrkit check-config lm_tiny
 """
 
 from __future__ import annotations
 
 import argparse
 
-from spidrkit.cli import add_overrides_argument
+from spidrkit.cli.options import add_overrides
 
 HELP = "validate a pretraining or unit-LM config and print the resolved values"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", help="pretraining or unit-LM TOML file (see configs/)")
-    add_overrides_argument(parser)
+    parser.add_argument(
+        "config",
+        help="pretraining or unit-LM TOML file, or a shipped config name (spidrkit config list)",
+    )
+    add_overrides(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of TOML")
 
 

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import argparse
 
+from spidrkit.cli.options import add_no_progress, add_out
+
 HELP = "run the whole path (synth -> train -> ABX -> units -> LM -> scores) on synthetic data"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    add_out(parser, default="runs/demo", help="output folder (default runs/demo)")
     parser.add_argument(
         "--plan",
         choices=["demo", "quick"],
@@ -32,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="pretraining and k-means seed (default 0); the corpus is the same for every seed",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_no_progress(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ skipped, so an interrupted run resumes. Under torchrun each rank takes every wor
 
 Examples:
     spidrkit extract data/dev-clean.csv --model spidr_base --layers 6 --out feats/spidr-l6
-    spidrkit extract wavs/ --model runs/tiny/checkpoints/checkpoint_00000200.pt --layers 4 6 --out feats/ --format npy
+    spidrkit extract wavs/ --model runs/tiny/checkpoints/checkpoint_00000200.pt --layers 4,6 -o feats/ --format npy
     spidrkit extract wavs/ --baseline mfcc --out feats/mfcc
     spidrkit extract wavs/ --baseline hf:facebook/hubert-base-ls960 --layers 11 --out feats/hubert
     torchrun --nproc-per-node 4 -m spidrkit.cli.main extract data/train.csv --model spidr_base \\
@@ -18,30 +18,27 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from spidrkit.cli.options import add_device, add_layers, add_model, add_no_progress, add_out
+
 HELP = "extract layer features (or MFCC/log-mel/HF baselines) to one file per utterance"
 
 
-def add_source_arguments(parser: argparse.ArgumentParser, *, layers: bool = True) -> None:
-    """--model / --baseline / --layers / --device / batching options (shared with kmeans, units)."""
+def add_source_arguments(parser: argparse.ArgumentParser, *, one_layer: bool = False) -> None:
+    """--model / --baseline / --layers / --device / batching options (shared with kmeans, units).
+
+    ``one_layer``: ``--layer`` (= ``--layers``) takes a single layer, into ``args.layer``.
+    """
     src = parser.add_mutually_exclusive_group()
-    src.add_argument(
-        "--model",
-        metavar="CKPT_OR_PRESET",
-        help="spidrkit or official checkpoint, or a preset name (spidr_base, ...)",
-    )
+    add_model(src, help="spidrkit or official checkpoint, or a preset name (spidr_base, ...)")
     src.add_argument(
         "--baseline",
         metavar="NAME",
         help="mfcc, logmel, or hf:<folder-or-hub-name> (needs spidrkit[hf])",
     )
-    if layers:
-        parser.add_argument(
-            "--layers",
-            type=int,
-            nargs="+",
-            metavar="L",
-            help="1-based layers to extract (e.g. 6; 0 = HF Transformer input)",
-        )
+    if one_layer:
+        add_layers(parser, one=True)
+    else:
+        add_layers(parser, help="1-based layers: 4,5,6 or 4 5 6 (0 = HF Transformer input)")
     parser.add_argument(
         "--after-residual",
         action="store_true",
@@ -54,11 +51,7 @@ def add_source_arguments(parser: argparse.ArgumentParser, *, layers: bool = True
         choices=[10, 20],
         help="frame step of the mfcc/logmel baselines (default 20, as the encoders)",
     )
-    parser.add_argument(
-        "--device",
-        default="auto",
-        help="auto (cuda:<local rank> if available), cpu, cuda, cuda:1 ...",
-    )
+    add_device(parser)
     parser.add_argument(
         "--batch-seconds",
         type=float,
@@ -85,8 +78,11 @@ def build_source(args: argparse.Namespace, layers: list[int] | None, device: Any
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", help="manifest (CSV / archive CSV / fairseq TSV) or audio folder")
-    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument(
+        "input",
+        help="manifest (CSV / archive CSV / fairseq TSV), CSV of paths, or audio folder",
+    )
+    add_out(parser, required=True, help="output folder")
     add_source_arguments(parser)
     parser.add_argument("--format", default="pt", choices=["pt", "npy"], help="file format")
     parser.add_argument(
@@ -95,7 +91,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["float32", "float16"],
         help="stored precision (default float32)",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_no_progress(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -103,8 +99,8 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from spidrkit.train.distributed import resolve_device
     from spidrkit.units.extract import dist_rank_world, extract_features, list_audio
+    from spidrkit.utils.device import resolve_device
 
     rank, world, local_rank = dist_rank_world()
     device = resolve_device(args.device, local_rank)

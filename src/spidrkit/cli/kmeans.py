@@ -20,18 +20,14 @@ HELP = "train k-means on features (or audio + encoder) and save the centroids"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from spidrkit.cli.extract import add_source_arguments
+    from spidrkit.cli.options import add_no_progress, add_out
 
     data = parser.add_mutually_exclusive_group(required=True)
     data.add_argument("--features", metavar="DIR", help="features folder (.pt / .npy per file)")
     data.add_argument("--audio", metavar="MANIFEST_OR_DIR", help="audio to run --model on")
     parser.add_argument("-k", "--k", type=int, default=256, help="number of clusters (256)")
-    parser.add_argument("--out", required=True, help="output file (.pt)")
-    parser.add_argument(
-        "--layer",
-        type=int,
-        help="layer to extract with --audio (recorded as metadata with --features)",
-    )
-    add_source_arguments(parser, layers=False)
+    add_out(parser, required=True, help="output file (.pt)")
+    add_source_arguments(parser, one_layer=True)
     parser.add_argument(
         "--max-frames",
         type=int,
@@ -50,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="stop after this many minibatches without improvement (0 = never)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (sampling and k-means)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_no_progress(parser)
 
 
 def _subset(n: int, max_files: int | None, seed: int) -> list[int]:
@@ -67,9 +63,9 @@ def run(args: argparse.Namespace) -> int:
 
     from spidrkit.cli.extract import build_source
     from spidrkit.errors import ConfigError
-    from spidrkit.train.distributed import resolve_device
     from spidrkit.units.extract import iter_features, list_audio, list_features, load_features
     from spidrkit.units.kmeans import KMeansConfig, fit_kmeans, sample_frames
+    from spidrkit.utils.device import resolve_device
     from spidrkit.utils.progress import progress
 
     device = resolve_device(args.device)

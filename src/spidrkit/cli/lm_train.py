@@ -2,8 +2,8 @@
 
 Example (a tiny model on a laptop, then the paper's size on GPUs):
 
-    spidrkit lm-train configs/lm_tiny.toml --set data.train=units/train.jsonl
-    torchrun --nproc-per-node 4 -m spidrkit.cli.main lm-train configs/lm_opt125m.toml \\
+    spidrkit lm-train lm_tiny --set data.train=units/train.jsonl
+    torchrun --nproc-per-node 4 -m spidrkit.cli.main lm-train lm_opt125m \\
         --set data.train=units/train.jsonl --set data.valid=units/valid.jsonl
 
 The units JSONL is what `spidrkit units` writes. The run folder (run.output_dir) gets
@@ -15,18 +15,20 @@ from __future__ import annotations
 
 import argparse
 
-from spidrkit.cli import add_overrides_argument
+from spidrkit.cli.options import add_no_progress, add_overrides
 
 HELP = "train a unit language model (OPT-125M or tiny presets) on units JSONL"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", help="TOML config (see configs/lm_*.toml)")
-    add_overrides_argument(parser)
+    parser.add_argument(
+        "config", help="TOML config, or a shipped config name (lm_tiny, lm_opt125m)"
+    )
+    add_overrides(parser)
     parser.add_argument(
         "--no-resume", action="store_true", help="start from scratch even if checkpoints exist"
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_no_progress(parser)
 
 
 def run(args: argparse.Namespace) -> int:

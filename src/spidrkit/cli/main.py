@@ -18,6 +18,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("download", "download"),
     ("synth", "synth"),
     ("manifest", "manifest"),
+    ("config", "config"),
     ("check-config", "check_config"),
     ("train", "train"),
     ("extract", "extract"),

@@ -18,6 +18,8 @@ import argparse
 from pathlib import Path
 from typing import Literal
 
+from spidrkit.cli.options import add_no_progress, add_out
+
 HELP = "build a manifest from audio folders or tar archives, or --validate one"
 
 
@@ -25,11 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "inputs", nargs="*", type=Path, help="audio folders or uncompressed .tar archives"
     )
-    parser.add_argument("-o", "--output", type=Path, help="manifest to write (.csv or .tsv)")
+    add_out(parser, type=Path, help="manifest to write (.csv or .tsv)", deprecated=["--output"])
     parser.add_argument(
         "--ext",
-        default="wav,flac,ogg,opus,mp3",
-        help="comma-separated audio extensions to include (default: %(default)s)",
+        default=None,
+        help="comma-separated audio extensions to include (default: every format spidrkit "
+        "decodes: wav, flac, ogg, opus, mp3)",
     )
     parser.add_argument(
         "--format",
@@ -58,10 +61,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --validate: allowed num_samples difference (e.g. for mp3) (default: 0)",
     )
     parser.add_argument("--workers", type=int, default=None, help="header-reading threads")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_no_progress(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    from spidrkit.audio.io import AUDIO_EXTENSIONS
     from spidrkit.data.manifest import Manifest, write_manifest
     from spidrkit.data.scan import scan_directory, scan_tar
     from spidrkit.data.validate import validate_manifest
@@ -69,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
     show = not args.no_progress
     if args.validate is not None:
-        if args.inputs or args.output:
+        if args.inputs or args.out:
             raise DataError("--validate takes only the manifest; drop the inputs and -o")
         report = validate_manifest(
             args.validate,
@@ -80,9 +84,9 @@ def run(args: argparse.Namespace) -> int:
         )
         print(report.summary())
         return 0 if report.ok else 1
-    if not args.inputs or args.output is None:
-        raise DataError("give audio folders or tar archives and -o OUTPUT (or --validate M.csv)")
-    exts = [e for e in args.ext.split(",") if e.strip()]
+    if not args.inputs or args.out is None:
+        raise DataError("give audio folders or tar archives and -o OUT (or --validate M.csv)")
+    exts = [e for e in args.ext.split(",") if e.strip()] if args.ext else AUDIO_EXTENSIONS
     manifests = []
     for src in args.inputs:
         kwargs = dict(
@@ -100,10 +104,10 @@ def run(args: argparse.Namespace) -> int:
         else:
             raise DataError(f"{src}: not found")
     manifest = Manifest.concat(manifests)
-    fmt: Literal["csv", "tsv"] = args.format or ("tsv" if args.output.suffix == ".tsv" else "csv")
-    write_manifest(manifest, args.output, format=fmt)
+    fmt: Literal["csv", "tsv"] = args.format or ("tsv" if args.out.suffix == ".tsv" else "csv")
+    write_manifest(manifest, args.out, format=fmt)
     print(
-        f"wrote {args.output}: {len(manifest)} utterances, {manifest.hours:.2f} h at 16 kHz "
+        f"wrote {args.out}: {len(manifest)} utterances, {manifest.hours:.2f} h at 16 kHz "
         f"({manifest.kind})"
     )
     return 0

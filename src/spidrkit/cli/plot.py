@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 
+from spidrkit.cli.options import add_out
+
 HELP = "PNG plots: ABX per layer, P(phone | unit) heatmap"
 
 
@@ -22,11 +24,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="plot_kind", metavar="KIND", required=True)
     p = sub.add_parser("abx-layers", help="ABX error per layer from `spidrkit abx --json` files")
     p.add_argument("results", nargs="+", help="ABX results JSON files")
-    p.add_argument("--out", required=True, help="output PNG")
+    add_out(p, required=True, help="output PNG")
     p.add_argument("--title", default="")
     p = sub.add_parser("phone-unit", help="P(phone | unit) from `spidrkit unit-quality --json`")
     p.add_argument("quality", help="unit-quality JSON file")
-    p.add_argument("--out", required=True, help="output PNG")
+    add_out(p, required=True, help="output PNG")
     p.add_argument("--title", default="")
 
 

@@ -9,7 +9,7 @@ Example (units of every task wav precomputed with `spidrkit units`):
 or tokenizing the task audio on the fly (k-means units of layer 6; without --kmeans, the
 model's own codebook units of that layer):
 
-    spidrkit slm-eval --lm runs/lm_opt125m --encoder spidr_base --layer 6 --kmeans km256.pt \\
+    spidrkit slm-eval --lm runs/lm_opt125m --model spidr_base --layer 6 --kmeans km256.pt \\
         --lexical sLM21/lexical/dev --out results/slm
 
 Writes <out>/<task>.txt submission files (`<filename> <score>`, e.g. lexical/dev.txt),
@@ -21,6 +21,8 @@ A folder given with --task is recognised from its gold.csv columns.
 from __future__ import annotations
 
 import argparse
+
+from spidrkit.cli.options import add_device, add_layers, add_model, add_no_progress, add_out
 
 HELP = "zero-shot sWUGGY / sBLIMP / StoryCloze accuracies of a unit LM"
 
@@ -36,11 +38,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="JSONL",
         help="units of the task audio files (spidrkit units); repeat for several files",
     )
-    src.add_argument(
-        "--encoder", help="tokenize the audio with this encoder (preset or checkpoint)"
+    add_model(
+        src,
+        help="tokenize the audio with this encoder (preset or checkpoint)",
+        deprecated=["--encoder"],
     )
-    parser.add_argument("--layer", type=int, help="1-based encoder layer (with --encoder)")
-    parser.add_argument("--kmeans", help="k-means model (spidrkit kmeans) for --encoder")
+    add_layers(parser, one=True, help="1-based encoder layer (with --model)")
+    parser.add_argument("--kmeans", help="k-means model (spidrkit kmeans) for --model")
     for flag, what in [
         ("--lexical", "sWUGGY folder (gold.csv + wavs), e.g. sLM21/lexical/dev"),
         ("--syntactic", "sBLIMP folder, e.g. sLM21/syntactic/dev"),
@@ -49,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         ("--task", "any task folder, kind read from its gold.csv"),
     ]:
         parser.add_argument(flag, action="append", default=[], metavar="DIR", help=what)
-    parser.add_argument("--out", help="folder for submission files and scores.json")
+    add_out(parser, help="folder for submission files and scores.json")
     parser.add_argument(
         "--normalize",
         choices=["mean", "sum"],
@@ -63,7 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-dedup", action="store_true", help="keep repeated units (use if the LM saw them)"
     )
     parser.add_argument("--max-tokens", type=int, default=32768, help="tokens per scoring batch")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    add_device(parser)
+    add_no_progress(parser)
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
 
 
@@ -80,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from spidrkit.lm.train import load_lm
     from spidrkit.lm.zerospeech import load_task
-    from spidrkit.train.distributed import resolve_device
+    from spidrkit.utils.device import resolve_device
 
     tasks = []
     tasks += [load_task(d, "lexical") for d in args.lexical]
@@ -99,15 +104,15 @@ def run(args: argparse.Namespace) -> int:
     model = load_lm(args.lm, device=device)
     if args.units:
         if args.layer is not None or args.kmeans:
-            raise ConfigError("--layer and --kmeans go with --encoder, not --units")
+            raise ConfigError("--layer and --kmeans go with --model, not --units")
         tokenize: Tokenizer = UnitsLookup.from_jsonl(*args.units, dedup=not args.no_dedup)
     else:
         from spidrkit.units import Tokenizer as EncoderTokenizer
 
         if args.layer is None:
-            raise ConfigError("--encoder needs --layer N (1-based, e.g. 6)")
+            raise ConfigError("--model needs --layer N (1-based, e.g. 6)")
         tokenize = EncoderTokenizer(
-            args.encoder, args.layer, args.kmeans, dedup=not args.no_dedup, device=device
+            args.model, args.layer, args.kmeans, dedup=not args.no_dedup, device=device
         )
     report = evaluate_slm(
         model,
@@ -117,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         include_eos=not args.no_eos,
         dedup=not args.no_dedup,
         max_tokens=args.max_tokens,
-        show_progress=True,
+        show_progress=not args.no_progress,
     )
     if args.out:
         write_report(report, args.out)

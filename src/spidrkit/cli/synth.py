@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import argparse
 
+from spidrkit.cli.options import add_no_progress, add_out
+
 HELP = "make the synthetic speech corpus (audio, alignments, ABX items, minimal pairs)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, help="output folder")
+    add_out(parser, required=True, help="output folder")
     parser.add_argument(
         "--preset",
         default="tiny",
@@ -47,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="rebuild into a temporary folder and compare every file",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_no_progress(parser, deprecated=["--quiet"])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
             hours=args.hours,
             workers=args.workers,
             overwrite=args.overwrite,
-            show_progress=not args.quiet,
+            show_progress=not args.no_progress,
         )
         print(info.summary())
     status = 0

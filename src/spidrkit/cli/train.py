@@ -4,10 +4,10 @@ The same command runs on one CPU/GPU, under torchrun (one or many nodes, DDP), o
 
 Examples:
     spidrkit manifest data/wavs --out data/train.csv
-    spidrkit train configs/tiny.toml --set data.train_manifests=data/train.csv --set run.output_dir=runs/tiny
-    torchrun --nproc-per-node 8 -m spidrkit.cli.main train configs/base.toml \\
+    spidrkit train tiny --set data.train_manifests=data/train.csv --set run.output_dir=runs/tiny
+    torchrun --nproc-per-node 8 -m spidrkit.cli.main train base \\
         --set 'data.train_manifests=["librispeech/train-960.csv"]'
-    spidrkit train configs/base.toml --slurm --nodes 2 --gpus-per-node 8 --partition gpu --time 3-00:00:00
+    spidrkit train base --slurm --nodes 2 --gpus-per-node 8 --partition gpu --time 3-00:00:00
 
 Outputs in run.output_dir: checkpoints/checkpoint_<step>.pt (official {"model": ...} layout plus
 optimizer, scheduler, RNG and sampler state), checkpoints/config.json, metrics.jsonl, tb/ (TensorBoard).
@@ -17,16 +17,16 @@ from __future__ import annotations
 
 import argparse
 
-from spidrkit.cli import add_overrides_argument
+from spidrkit.cli.options import add_overrides
 
 HELP = "pretrain SpidR/DinoSR (single process, torchrun, or SLURM via submitit)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "config", help="pretraining TOML file (see configs/tiny.toml, configs/base.toml)"
+        "config", help="pretraining TOML file, or a shipped config name (tiny, base)"
     )
-    add_overrides_argument(parser)
+    add_overrides(parser)
     slurm = parser.add_argument_group("SLURM (submitit)")
     slurm.add_argument(
         "--slurm", action="store_true", help="submit to SLURM instead of running here"

@@ -21,12 +21,12 @@ HELP = "codebook or k-means units of audio/features, as JSONL (+ text)"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from spidrkit.cli.extract import add_source_arguments
+    from spidrkit.cli.options import add_no_progress, add_out
 
     parser.add_argument("input", nargs="?", help="manifest or audio folder (omit with --features)")
     parser.add_argument("--features", metavar="DIR", help="features folder instead of audio")
-    parser.add_argument("--out", required=True, help="output units JSONL file")
+    add_out(parser, required=True, help="output units JSONL file")
     parser.add_argument("--txt", help="also write one line of space-separated units per utterance")
-    parser.add_argument("--layer", type=int, help="1-based layer")
     parser.add_argument(
         "--kmeans",
         metavar="FILE",
@@ -43,14 +43,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="path",
         help="what the 'audio' field holds for audio input (default: path)",
     )
-    add_source_arguments(parser, layers=False)
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_source_arguments(parser, one_layer=True)
+    add_no_progress(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from spidrkit.cli.extract import build_source
     from spidrkit.errors import ConfigError
-    from spidrkit.train.distributed import resolve_device
     from spidrkit.units.extract import iter_features, list_audio, list_features, load_features
     from spidrkit.units.kmeans import KMeans
     from spidrkit.units.units import (
@@ -61,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         units_from_features,
         write_units,
     )
+    from spidrkit.utils.device import resolve_device
     from spidrkit.utils.progress import progress
 
     dedup = not args.no_dedup

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from spidrkit.audio.io import AUDIO_EXTENSIONS, TARGET_SR, audio_info
-from spidrkit.data.manifest import Manifest, StringColumn
+from spidrkit.data.manifest import Manifest, StringColumn, read_manifest
 from spidrkit.errors import AudioError, DataError
 from spidrkit.utils.progress import progress
 
@@ -239,3 +239,66 @@ def scan_tar(
     manifest.num_samples = lengths
     keep = np.flatnonzero(lengths >= 0)
     return manifest if len(keep) == len(lengths) else manifest.subset(keep)
+
+
+def scan_file_list(
+    path: str | os.PathLike,
+    *,
+    target_sr: int = TARGET_SR,
+    skip_errors: bool = False,
+    show_progress: bool = True,
+    num_workers: int | None = None,
+) -> Manifest:
+    """Manifest of a CSV that names audio files but not their lengths (headers are read).
+
+    The CSV has a ``path`` column (relative to the CSV's folder, or absolute) and optionally a
+    ``fileid`` column (default: the path without extension); other columns are ignored.
+    """
+    import csv
+
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.DictReader(f))
+    except FileNotFoundError:
+        raise DataError(f"{path}: file list not found") from None
+    if not rows or "path" not in rows[0]:
+        raise DataError(f"{path}: expected a CSV with a 'path' column (and optionally 'fileid')")
+    rels = [r["path"] for r in rows]
+    fileids = [r.get("fileid") or os.path.splitext(r["path"])[0] for r in rows]
+
+    def read(rel: object) -> int:
+        info = audio_info(path.parent / str(rel))
+        if info.frames <= 0:
+            raise AudioError(f"{path.parent / str(rel)}: contains no audio samples (0 frames)")
+        return info.num_samples(target_sr)
+
+    lengths, problems = _headers(
+        rels,
+        read,
+        num_workers=num_workers or _default_workers(),
+        show_progress=show_progress,
+        desc=f"scan {path.name}",
+    )
+    _report(problems, str(path), skip_errors)
+    keep = np.flatnonzero(lengths >= 0).tolist()
+    return Manifest(
+        fileids=StringColumn.from_strings(fileids[k] for k in keep),
+        num_samples=lengths[keep],
+        root=path.parent,
+        paths=StringColumn.from_strings(rels[k] for k in keep),
+        source=str(path),
+    )
+
+
+def read_audio_list(source: str | os.PathLike, *, show_progress: bool = True) -> Manifest:
+    """A folder (scanned), a manifest, or a CSV of paths without lengths (headers read)."""
+    source = Path(source)
+    if source.is_dir():
+        return scan_directory(source, show_progress=show_progress)
+    if source.suffix == ".csv" and source.is_file():
+        with open(source, encoding="utf-8-sig") as f:
+            header = [h.strip() for h in f.readline().strip().split(",")]
+        if "path" in header and "num_samples" not in header:
+            return scan_file_list(source, show_progress=show_progress)
+    return read_manifest(source)

@@ -4,7 +4,7 @@ Tokenizing is a callable ``tokenize(paths: list[Path]) -> list[LongTensor]`` (un
 length, not yet deduplicated or already so). Two come with spidrkit: :class:`UnitsLookup` reads
 precomputed units (a ``spidrkit units`` JSONL covering the task audio) and
 :class:`spidrkit.units.Tokenizer` runs an encoder layer (+ k-means) on the audio
-(``--encoder/--layer/--kmeans`` on the command line). Any other function works::
+(``--model/--layer/--kmeans`` on the command line). Any other function works::
 
     tokenize = UnitsLookup.from_jsonl("units.jsonl")
     report = evaluate_slm(lm, [load_task("sLM21/lexical/dev")], tokenize)

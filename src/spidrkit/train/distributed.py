@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 
 from spidrkit.errors import ConfigError
+from spidrkit.utils.device import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -50,23 +51,6 @@ def _env_int(name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ConfigError(f"environment variable {name}={raw!r} is not an integer") from None
-
-
-def resolve_device(device: str | torch.device = "auto", local_rank: int = 0) -> torch.device:
-    """``"auto"`` -> ``cuda:<local_rank>`` when CUDA is available, else ``cpu``; ``"cuda"`` gets the
-    local rank appended; anything else is passed to :class:`torch.device`."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError("run.device = 'cuda' but CUDA is not available; use 'cpu' or 'auto'")
-        return torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))
-    try:
-        return torch.device(device)
-    except RuntimeError as exc:
-        raise ConfigError(f"run.device = {device!r}: {exc}") from None
 
 
 def init_distributed(

@@ -64,16 +64,11 @@ class AudioItem:
 
 
 def list_audio(source: str | Path, *, show_progress: bool = False) -> list[AudioItem]:
-    """The utterances of a manifest (CSV, archive CSV, fairseq TSV) or of a folder (recursive)."""
-    from spidrkit.data.manifest import read_manifest
-    from spidrkit.data.scan import scan_directory
+    """The utterances of a manifest (CSV, archive CSV, fairseq TSV), of a CSV of paths without
+    lengths, or of a folder (recursive)."""
+    from spidrkit.data.scan import read_audio_list
 
-    source = Path(source)
-    if source.is_dir():
-        manifest = scan_directory(source, show_progress=show_progress)
-    else:
-        manifest = read_manifest(source)
-    return items_of(manifest)
+    return items_of(read_audio_list(source, show_progress=show_progress))
 
 
 def items_of(manifest: Any) -> list[AudioItem]:

@@ -1,0 +1,187 @@
+"""The options every command spells the same way (documented once in docs/cli.md).
+
+``--model`` (preset or checkpoint), ``--layers`` (``4,5,6`` or ``4 5 6``; 1-based), ``-o/--out``,
+``--device`` (default ``auto``) and ``--no-progress``. Old spellings (``--encoder``, ``--output``,
+``--quiet``) still work for one release and print a deprecation warning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+REMOVED_IN = "spidrkit 0.3"
+
+
+class _Option(argparse.Action):
+    """Store a value (or ``const`` for a flag), warning when an old spelling was used."""
+
+    def __init__(
+        self, option_strings: list[str], dest: str, deprecated: Sequence[str] = (), **kwargs: Any
+    ) -> None:
+        self.deprecated = tuple(deprecated)
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        if option_string in self.deprecated:
+            new = next(
+                s for s in self.option_strings if s.startswith("--") and s not in self.deprecated
+            )
+            print(
+                f"{parser.prog}: warning: {option_string} is deprecated, use {new} "
+                f"(the old spelling goes in {REMOVED_IN})",
+                file=sys.stderr,
+            )
+        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+
+
+class _Layers(_Option):
+    """``--layers 4,5,6`` / ``--layers 4 5 6`` / ``--layers 4, 5`` -> ``[4, 5, 6]``."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        tokens = [values] if isinstance(values, str) else list(values)
+        layers: list[int] = []
+        for part in ",".join(tokens).split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if not part.isdigit():
+                parser.error(
+                    f"{option_string}: expected layer numbers like 4,5,6 or 4 5 6, got {part!r}"
+                )
+            layers.append(int(part))
+        if not layers:
+            parser.error(f"{option_string}: no layer given")
+        if self.const == "one" and len(layers) != 1:
+            parser.error(f"{option_string}: this command takes one layer, got {layers}")
+        super().__call__(
+            parser, namespace, layers[0] if self.const == "one" else layers, option_string
+        )
+
+
+def add_model(
+    parser: argparse.ArgumentParser | Any,
+    *,
+    help: str = "preset name (spidr_base, ...) or checkpoint path",
+    required: bool = False,
+    deprecated: Sequence[str] = (),
+) -> None:
+    """``--model CKPT_OR_PRESET`` into ``args.model``; ``parser`` may be a mutually exclusive group."""
+    parser.add_argument(
+        "--model",
+        *deprecated,
+        dest="model",
+        action=_Option,
+        deprecated=deprecated,
+        metavar="CKPT_OR_PRESET",
+        required=required,
+        help=help,
+    )
+
+
+def add_layers(
+    parser: argparse.ArgumentParser | Any,
+    *,
+    one: bool = False,
+    help: str | None = None,
+    also: Sequence[str] = (),
+) -> None:
+    """``--layers`` into ``args.layers`` (a list of ints), ``4,5,6`` or ``4 5 6``.
+
+    ``one=True``: commands that take a single layer; ``--layer N`` and ``--layers N`` both work and
+    ``args.layer`` is an int. ``also``: more spellings of the same option.
+    """
+    if one:
+        parser.add_argument(
+            "--layer",
+            "--layers",
+            dest="layer",
+            action=_Layers,
+            const="one",
+            metavar="L",
+            help=help or "1-based layer (e.g. 6)",
+        )
+        return
+    parser.add_argument(
+        "--layers",
+        *also,
+        dest="layers",
+        action=_Layers,
+        nargs="+",
+        metavar="L",
+        help=help or "1-based layers: 4,5,6 or 4 5 6",
+    )
+
+
+def add_out(
+    parser: argparse.ArgumentParser,
+    *,
+    help: str,
+    required: bool = False,
+    default: Any = None,
+    type: Any = None,
+    deprecated: Sequence[str] = (),
+) -> None:
+    """``-o/--out`` into ``args.out``."""
+    parser.add_argument(
+        "-o",
+        "--out",
+        *deprecated,
+        dest="out",
+        action=_Option,
+        deprecated=deprecated,
+        required=required,
+        default=default,
+        type=type,
+        help=help,
+    )
+
+
+def add_device(parser: argparse.ArgumentParser) -> None:
+    """``--device`` into ``args.device``, default ``auto`` (CUDA when available, else CPU)."""
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="auto (cuda:<local rank> if available, else cpu), cpu, cuda, cuda:1 ... (default auto)",
+    )
+
+
+def add_no_progress(parser: argparse.ArgumentParser, *, deprecated: Sequence[str] = ()) -> None:
+    """``--no-progress`` into ``args.no_progress``."""
+    parser.add_argument(
+        "--no-progress",
+        *deprecated,
+        dest="no_progress",
+        action=_Option,
+        deprecated=deprecated,
+        nargs=0,
+        const=True,
+        default=False,
+        help="no progress bars",
+    )
+
+
+def add_overrides(parser: argparse.ArgumentParser) -> None:
+    """``--set section.key=value`` of every TOML-driven command (into ``args.overrides``)."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config value, TOML syntax, e.g. --set run.max_steps=100 (repeatable)",
+    )
