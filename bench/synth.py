@@ -12,7 +12,7 @@ import tempfile
 import time
 
 from spidrkit.synth import make_corpus
-from spidrkit.synth.espeak import SAMPLE_RATE, ESpeak
+from spidrkit.synth.espeak import ESPEAK_RATE, ESpeak
 from spidrkit.synth.speakers import make_speakers
 
 TEXT = "the old farmer feeds the hungry goats near the barn. then the children laughed."
@@ -31,7 +31,7 @@ def bench_calls(n: int = 50) -> list[tuple[str, float, float]]:
         t0 = time.perf_counter()
         audio = 0.0
         for _ in range(n):
-            audio += len(fn(TEXT, voice, 170).samples) / SAMPLE_RATE
+            audio += len(fn(TEXT, voice, 170).samples) / ESPEAK_RATE
         dt = (time.perf_counter() - t0) / n
         rows.append((name, dt * 1000, audio / n / dt))
     return rows

@@ -20,7 +20,8 @@ from spidrkit.units.baselines import (
     mel_filterbank,
     parse_baseline,
 )
-from spidrkit.units.extract import list_audio, load_features, load_waveform, run_batch
+from spidrkit.units.extract import list_audio, load_waveform, run_batch
+from spidrkit.units.files import load_features
 
 sf = pytest.importorskip("soundfile")
 

@@ -16,14 +16,13 @@ from spidrkit.units.extract import (
     AudioItem,
     EncoderFeatures,
     extract_features,
-    feature_path,
     list_audio,
-    load_features,
     load_waveform,
     make_batches,
     run_batch,
     shard,
 )
+from spidrkit.units.files import feature_path, load_features
 
 sf = pytest.importorskip("soundfile")
 

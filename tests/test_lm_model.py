@@ -12,7 +12,8 @@ from spidrkit.errors import ConfigError, DataError
 from spidrkit.lm.config import LM_PRESETS, LMTrainConfig, UnitLMConfig
 from spidrkit.lm.model import UnitLM
 from spidrkit.lm.score import score_sequences
-from spidrkit.lm.vocab import BOS, EOS, NUM_SPECIALS, decode, deduplicate, encode
+from spidrkit.lm.vocab import BOS, EOS, NUM_SPECIALS, decode, encode
+from spidrkit.units.files import dedup_list
 
 TINY = LM_PRESETS["lm_tiny"]
 
@@ -79,9 +80,9 @@ def test_config_errors_reported_with_paths():
 
 
 def test_vocab_roundtrip_and_dedup():
-    assert deduplicate([3, 3, 5, 5, 5, 3]) == [3, 5, 3]
-    assert deduplicate(torch.tensor([1, 1])) == [1]
-    assert deduplicate([]) == []
+    assert dedup_list([3, 3, 5, 5, 5, 3]) == [3, 5, 3]
+    assert dedup_list(torch.tensor([1, 1])) == [1]
+    assert dedup_list([]) == []
     tokens = encode([0, 4, 2], num_units=5)
     assert tokens.tolist() == [BOS, 3, 7, 5, EOS]
     assert decode(tokens) == [0, 4, 2]

@@ -15,7 +15,8 @@ from spidrkit.models import PRESETS, build_model
 from spidrkit.models.checkpoint import save_model
 from spidrkit.units import KMeans, KMeansConfig, Tokenizer, Units, fit_kmeans, read_units
 from spidrkit.units.extract import EncoderFeatures, list_audio, load_waveform
-from spidrkit.units.units import CodebookUnits, dedup, expand, head_layers, write_units
+from spidrkit.units.files import dedup, expand, write_units
+from spidrkit.units.units import CodebookUnits, head_layers
 
 sf = pytest.importorskip("soundfile")
 

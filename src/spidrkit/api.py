@@ -21,13 +21,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from spidrkit.audio.io import standardize
+from spidrkit.audio.io import SAMPLE_RATE, standardize
 from spidrkit.errors import SpidrkitError
 from spidrkit.models import PRESETS, DinoSR, SpidR, build_model
 from spidrkit.models.checkpoint import load_model, load_state, read_checkpoint
 from spidrkit.models.components import frame_attention_mask, num_frames
 
-SAMPLE_RATE = 16000
 Waveforms = Tensor | np.ndarray | Sequence[Tensor | np.ndarray]
 
 
@@ -38,7 +37,7 @@ class Encoder:
         self,
         model: SpidR | DinoSR,
         device: str | torch.device = "cpu",
-        max_batch_samples: int = 16000 * 120,
+        max_batch_samples: int = SAMPLE_RATE * 120,
         precision: str = "fp32",
     ) -> None:
         if precision not in ("fp32", "bf16", "fp16"):

@@ -11,8 +11,8 @@ Needs the ``audio`` extra (``pip install 'spidrkit[audio]'``). See ``spidrkit.au
 
 from spidrkit.audio.io import (
     AUDIO_EXTENSIONS,
+    SAMPLE_RATE,
     STANDARDIZE_EPS,
-    TARGET_SR,
     AudioInfo,
     audio_info,
     load_audio,
@@ -24,7 +24,7 @@ from spidrkit.audio.io import (
 __all__ = [
     "AUDIO_EXTENSIONS",
     "STANDARDIZE_EPS",
-    "TARGET_SR",
+    "SAMPLE_RATE",
     "AudioInfo",
     "audio_info",
     "load_audio",

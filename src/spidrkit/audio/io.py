@@ -25,14 +25,14 @@ import numpy as np
 
 from spidrkit.errors import AudioError
 
-TARGET_SR = 16000
+SAMPLE_RATE = 16000
 """Sample rate of every model input (Hz)."""
 
 STANDARDIZE_EPS = 1e-5
 """eps of the per-utterance standardisation (SPEC section 2)."""
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3")
-"""Extensions that :func:`spidrkit.data.scan_directory` looks for by default."""
+"""Audio file extensions spidrkit reads (folder scans, task folders, ABX audio, name matching)."""
 
 AudioSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
 
@@ -49,7 +49,7 @@ class AudioInfo:
     channels: int
     format: str
 
-    def num_samples(self, target_sr: int = TARGET_SR) -> int:
+    def num_samples(self, target_sr: int = SAMPLE_RATE) -> int:
         """Samples after resampling to ``target_sr`` (what :func:`load_audio` returns)."""
         return resampled_length(self.frames, self.sample_rate, target_sr)
 
@@ -70,7 +70,7 @@ def _soxr() -> Any:
     return soxr
 
 
-def resampled_length(frames: int, sr: int, target_sr: int = TARGET_SR) -> int:
+def resampled_length(frames: int, sr: int, target_sr: int = SAMPLE_RATE) -> int:
     """Length of ``frames`` samples at ``sr`` after resampling to ``target_sr`` (round half up).
 
     Matches soxr's output length exactly; equals ``frames`` when ``sr == target_sr``.
@@ -122,7 +122,7 @@ def audio_info(source: AudioSource, *, name: str | None = None) -> AudioInfo:
         return AudioInfo(int(f.frames), int(f.samplerate), int(f.channels), str(f.format))
 
 
-def resample(wav: np.ndarray, sr: int, target_sr: int = TARGET_SR) -> np.ndarray:
+def resample(wav: np.ndarray, sr: int, target_sr: int = SAMPLE_RATE) -> np.ndarray:
     """Resample ``wav`` ([samples] or [samples, channels]) from ``sr`` to ``target_sr`` with soxr.
 
     Returns float32 with ``resampled_length(len(wav), sr, target_sr)`` samples; a no-op copy-free
@@ -143,7 +143,7 @@ def resample(wav: np.ndarray, sr: int, target_sr: int = TARGET_SR) -> np.ndarray
 def load_audio(
     source: AudioSource,
     *,
-    target_sr: int | None = TARGET_SR,
+    target_sr: int | None = SAMPLE_RATE,
     name: str | None = None,
     allow_resample: bool = True,
 ) -> np.ndarray:

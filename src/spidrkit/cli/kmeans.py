@@ -61,9 +61,11 @@ def _subset(n: int, max_files: int | None, seed: int) -> list[int]:
 def run(args: argparse.Namespace) -> int:
     import logging
 
+    from spidrkit.audio.io import SAMPLE_RATE
     from spidrkit.cli.extract import build_source
     from spidrkit.errors import ConfigError
-    from spidrkit.units.extract import iter_features, list_audio, list_features, load_features
+    from spidrkit.units.extract import iter_features, list_audio
+    from spidrkit.units.files import list_features, load_features
     from spidrkit.units.kmeans import KMeansConfig, fit_kmeans, sample_frames
     from spidrkit.utils.device import resolve_device
     from spidrkit.utils.progress import progress
@@ -86,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         items = [items[i] for i in _subset(len(items), args.max_files, args.seed)]
         source = build_source(args, [layer] if layer is not None else None, device)
         bar = progress(
-            total=round(sum(it.num_samples for it in items) / 16000, 2),
+            total=round(sum(it.num_samples for it in items) / SAMPLE_RATE, 2),
             desc="extract",
             unit="s",
             enabled=show,

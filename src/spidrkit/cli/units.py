@@ -48,17 +48,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from spidrkit.audio.io import SAMPLE_RATE
     from spidrkit.cli.extract import build_source
     from spidrkit.errors import ConfigError
-    from spidrkit.units.extract import iter_features, list_audio, list_features, load_features
+    from spidrkit.units.extract import iter_features, list_audio
+    from spidrkit.units.files import Units, list_features, load_features, write_units
     from spidrkit.units.kmeans import KMeans
     from spidrkit.units.units import (
         CodebookUnits,
         KMeansUnits,
-        Units,
         frame_units,
         units_from_features,
-        write_units,
     )
     from spidrkit.utils.device import resolve_device
     from spidrkit.utils.progress import progress
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
 
             source = CodebookUnits(load_encoder(args.model, device), args.layer)
         bar = progress(
-            total=round(sum(it.num_samples for it in items) / 16000, 2),
+            total=round(sum(it.num_samples for it in items) / SAMPLE_RATE, 2),
             desc="units",
             unit="s",
             enabled=show,

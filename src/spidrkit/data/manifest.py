@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from spidrkit.audio.io import SAMPLE_RATE
 from spidrkit.data.csvparse import parse_block
 from spidrkit.errors import AudioError, DataError
 from spidrkit.utils.files import atomic_write
@@ -159,7 +160,7 @@ class Manifest:
 
     @property
     def hours(self) -> float:
-        return self.total_samples / 16000 / 3600
+        return self.total_samples / SAMPLE_RATE / 3600
 
     # -- one row -------------------------------------------------------------------------------
     def path(self, i: int) -> Path:
@@ -217,7 +218,9 @@ class Manifest:
             )
         return memoryview(mm)[start : start + size]
 
-    def load(self, i: int, *, target_sr: int = 16000, allow_resample: bool = True) -> np.ndarray:
+    def load(
+        self, i: int, *, target_sr: int = SAMPLE_RATE, allow_resample: bool = True
+    ) -> np.ndarray:
         """Decoded mono float32 ``[samples]`` of row ``i`` at ``target_sr`` (not standardised)."""
         from spidrkit.audio import load_audio
 

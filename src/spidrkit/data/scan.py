@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spidrkit.audio.io import AUDIO_EXTENSIONS, TARGET_SR, audio_info
+from spidrkit.audio.io import AUDIO_EXTENSIONS, SAMPLE_RATE, audio_info
 from spidrkit.data.manifest import Manifest, StringColumn, read_manifest
 from spidrkit.errors import AudioError, DataError
 from spidrkit.utils.progress import progress
@@ -93,7 +93,7 @@ def scan_directory(
     root: str | os.PathLike,
     *,
     extensions: Sequence[str] = AUDIO_EXTENSIONS,
-    target_sr: int = TARGET_SR,
+    target_sr: int = SAMPLE_RATE,
     skip_errors: bool = False,
     show_progress: bool = True,
     num_workers: int | None = None,
@@ -166,7 +166,7 @@ def scan_tar(
     archive: str | os.PathLike,
     *,
     extensions: Sequence[str] = AUDIO_EXTENSIONS,
-    target_sr: int = TARGET_SR,
+    target_sr: int = SAMPLE_RATE,
     skip_errors: bool = False,
     show_progress: bool = True,
     num_workers: int | None = None,
@@ -244,7 +244,7 @@ def scan_tar(
 def scan_file_list(
     path: str | os.PathLike,
     *,
-    target_sr: int = TARGET_SR,
+    target_sr: int = SAMPLE_RATE,
     skip_errors: bool = False,
     show_progress: bool = True,
     num_workers: int | None = None,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from spidrkit.audio.io import TARGET_SR, audio_info
+from spidrkit.audio.io import SAMPLE_RATE, audio_info
 from spidrkit.data.manifest import Manifest, read_manifest
 from spidrkit.errors import AudioError, DataError
 from spidrkit.utils.progress import progress
@@ -62,7 +62,7 @@ def validate_manifest(
     manifest: Manifest | str | os.PathLike,
     *,
     decode: bool = False,
-    target_sr: int = TARGET_SR,
+    target_sr: int = SAMPLE_RATE,
     tolerance: int = 0,
     show_progress: bool = True,
     num_workers: int | None = None,

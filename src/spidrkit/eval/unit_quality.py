@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from spidrkit.errors import DataError
-from spidrkit.eval.abx.items import match_keys, read_units_jsonl
+from spidrkit.units.files import frame_units_by_key, match_keys
 
 log = logging.getLogger(__name__)
 
@@ -223,5 +223,5 @@ def unit_quality_from_files(
 ) -> UnitQuality:
     """:func:`compute_unit_quality` on a phone-label JSONL and a units JSONL."""
     return compute_unit_quality(
-        read_phone_labels(labels_path), read_units_jsonl(units_path), **kwargs
+        read_phone_labels(labels_path), frame_units_by_key(units_path), **kwargs
     )

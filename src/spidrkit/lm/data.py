@@ -1,7 +1,7 @@
 """Unit sequences for the LM: read units JSONL, deduplicate, pack or bucket into batches.
 
-A units JSONL holds one line per utterance, ``{"audio": path_or_fileid, "units": [...],
-"durations": [...]}`` (durations present when the units are already deduplicated).
+Units JSONL files are read by :mod:`spidrkit.units.files` (durations are honoured: without
+deduplication, merged units are expanded back to one per frame).
 
 Batches are planned once (:class:`LMBatches`), then each epoch visits them in a seeded random order
 and rank r of w takes batches r, r + w, ... so that an epoch is a pure function of (seed, epoch):
@@ -10,7 +10,6 @@ resuming at (epoch, step) needs no data-loader state.
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -19,7 +18,8 @@ from pathlib import Path
 import torch
 
 from spidrkit.errors import DataError
-from spidrkit.lm.vocab import PAD, deduplicate, encode
+from spidrkit.lm.vocab import PAD, encode
+from spidrkit.units.files import dedup_list, read_units
 
 
 @dataclass(frozen=True)
@@ -31,29 +31,11 @@ class UnitRecord:
 
 
 def read_units_jsonl(path: str | Path, *, dedup: bool = True) -> list[UnitRecord]:
-    """Read a units JSONL; ``dedup`` merges consecutive repeats (a no-op on merged files)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: units file not found (make one with `spidrkit units`)")
-    records = []
-    with path.open() as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                obj = json.loads(line)
-                audio, units = str(obj["audio"]), obj["units"]
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise DataError(
-                    f'{path}:{lineno}: expected {{"audio": ..., "units": [...]}} ({exc})'
-                ) from None
-            if not isinstance(units, list) or not all(isinstance(u, int) for u in units):
-                raise DataError(f"{path}:{lineno}: 'units' must be a list of integers")
-            records.append(UnitRecord(audio, deduplicate(units) if dedup else units))
-    if not records:
-        raise DataError(f"{path}: no utterances in this units file")
-    return records
+    """Read a units JSONL (:func:`spidrkit.units.files.read_units`); ``dedup`` merges consecutive
+    repeats, otherwise merged units are expanded back to one per frame by their durations."""
+    return [
+        UnitRecord(r.audio, dedup_list(r.units) if dedup else r.frames()) for r in read_units(path)
+    ]
 
 
 def max_unit(records: Sequence[UnitRecord]) -> int:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,20 +27,12 @@ from spidrkit.errors import DataError
 from spidrkit.lm.data import UnitRecord, read_units_jsonl
 from spidrkit.lm.model import UnitLM
 from spidrkit.lm.score import LogLikelihood, score_sequences
-from spidrkit.lm.vocab import deduplicate
 from spidrkit.lm.zerospeech import Task, TaskResult, evaluate_task
+from spidrkit.units.files import KeyIndex, dedup_list
 from spidrkit.utils.files import atomic_write
 from spidrkit.utils.progress import progress
 
 Tokenizer = Callable[[list[Path]], list[torch.Tensor]]
-
-
-def _parts(path: str | Path) -> tuple[str, ...]:
-    """Path components without the audio extension (and without "/", ".", ".."), for matching."""
-    p = Path(path)
-    if p.suffix.lower() in (".wav", ".flac", ".ogg", ".mp3"):
-        p = p.with_suffix("")
-    return tuple(x for x in p.parts if x not in ("/", ".", ".."))
 
 
 class UnitsLookup:
@@ -55,11 +46,8 @@ class UnitsLookup:
 
     def __init__(self, records: Sequence[UnitRecord], source: str = "units") -> None:
         self.source = source
-        self.by_stem: dict[str, list[tuple[tuple[str, ...], list[int]]]] = defaultdict(list)
-        for r in records:
-            parts = _parts(r.audio)
-            if parts:
-                self.by_stem[parts[-1]].append((parts, r.units))
+        self.units = {r.audio: r.units for r in records}
+        self.index = KeyIndex(self.units, source)
 
     @classmethod
     def from_jsonl(cls, *paths: str | Path, dedup: bool = True) -> UnitsLookup:
@@ -69,20 +57,8 @@ class UnitsLookup:
 
     def find(self, path: str | Path) -> list[int] | None:
         """Units of ``path``, or None when no entry matches."""
-        target = _parts(os.path.abspath(path))
-        best: list[tuple[int, list[int]]] = []
-        for parts, units in self.by_stem.get(target[-1], []) if target else []:
-            if len(parts) <= len(target) and target[-len(parts) :] == parts:
-                best.append((len(parts), units))
-        if not best:
-            return None
-        best.sort(key=lambda x: -x[0])
-        if len(best) > 1 and best[0][0] == best[1][0] and best[0][1] != best[1][1]:
-            raise DataError(
-                f"{self.source}: several entries match {path} equally well; write full paths "
-                "(or paths relative to a common root) in the 'audio' field"
-            )
-        return best[0][1]
+        key = self.index.find(os.path.abspath(path))
+        return None if key is None else self.units[key]
 
     def __call__(self, paths: list[Path]) -> list[torch.Tensor]:
         out, missing = [], []
@@ -145,7 +121,7 @@ def evaluate_slm(
             if len(got) != len(chunk):
                 raise DataError(f"tokenizer gave {len(got)} unit sequences for {len(chunk)} files")
             units.extend(torch.as_tensor(u).reshape(-1) for u in got)
-        seqs = [deduplicate(u) if dedup else u.tolist() for u in units]
+        seqs = [dedup_list(u) if dedup else u.tolist() for u in units]
         lls = score_sequences(
             model,
             seqs,

@@ -18,17 +18,6 @@ EOS = 2
 NUM_SPECIALS = 3
 
 
-def deduplicate(units: Sequence[int] | torch.Tensor) -> list[int]:
-    """Merge consecutive repeats: ``[3, 3, 5, 5, 5, 3] -> [3, 5, 3]``."""
-    if isinstance(units, torch.Tensor):
-        units = units.tolist()
-    out: list[int] = []
-    for u in units:
-        if not out or out[-1] != u:
-            out.append(int(u))
-    return out
-
-
 def encode(
     units: Sequence[int] | torch.Tensor, num_units: int, where: str = "units"
 ) -> torch.Tensor:

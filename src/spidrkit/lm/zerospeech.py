@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from spidrkit.audio.io import AUDIO_EXTENSIONS
 from spidrkit.errors import DataError
 
 TaskKind = Literal["lexical", "syntactic", "storycloze"]
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "lexical": ("filename", "id", "voice", "correct"),
     "syntactic": ("filename", "voice", "type", "subtype", "id", "correct"),

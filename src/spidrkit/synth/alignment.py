@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from spidrkit.audio.io import SAMPLE_RATE
 from spidrkit.errors import SpidrkitError
 from spidrkit.synth.espeak import Synthesis
 from spidrkit.synth.phones import IGNORED, SILENCE, espeak_labels, is_pause, strip_stress
@@ -195,7 +196,7 @@ def word_timings(segs: list[Segment], words: list[str]) -> list[WordTiming]:
 
 
 def abx_items(
-    segs: list[Segment], fileid: str, speaker: str, sample_rate: int = 16000
+    segs: list[Segment], fileid: str, speaker: str, sample_rate: int = SAMPLE_RATE
 ) -> list[str]:
     """Item-file rows (SPEC section 4) for the phones whose neighbours are phones, not silence."""
     rows = []

@@ -16,6 +16,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from spidrkit.audio.io import SAMPLE_RATE
 from spidrkit.synth.minimal_pairs import LEXICAL_COLUMNS, STORYCLOZE_COLUMNS, SYNTACTIC_COLUMNS
 from spidrkit.synth.phones import INVENTORY, PHONES, SILENCE
 
@@ -78,7 +79,7 @@ def _check_split(root: Path, split: str, report: CheckReport) -> dict[str, str]:
             continue
         report.files += 1
         rate, ch, width, frames = _wav_info(wav)
-        if (rate, ch, width) != (16000, 1, 2):
+        if (rate, ch, width) != (SAMPLE_RATE, 1, 2):
             bad(f"{wav}: {rate} Hz, {ch} channel(s), {8 * width} bit; expected 16 kHz mono 16 bit")
         if frames != n:
             bad(f"{wav}: {frames} samples, manifest.csv says {n}")
@@ -109,7 +110,7 @@ def _check_split(root: Path, split: str, report: CheckReport) -> dict[str, str]:
     # segment alignments tile the file
     for line in open(folder / "alignments.jsonl"):
         d = json.loads(line)
-        segs, dur = d["segments"], length.get(d["name"], 0) / 16000
+        segs, dur = d["segments"], length.get(d["name"], 0) / SAMPLE_RATE
         if not segs or segs[0][1] != 0 or abs(segs[-1][2] - dur) > 0.01:
             bad(f"{split}/alignments.jsonl: {d['name']} does not cover [0, {dur:.3f}] s")
         if any(abs(a[2] - b[1]) > 1e-4 for a, b in zip(segs, segs[1:], strict=False)):
@@ -127,7 +128,7 @@ def _check_split(root: Path, split: str, report: CheckReport) -> dict[str, str]:
         if fid not in length:
             bad(f"{split}/abx.item line {k}: {fid} is not in manifest.csv")
             continue
-        if not 0 <= float(on) < float(off) <= length[fid] / 16000 + 1e-4:
+        if not 0 <= float(on) < float(off) <= length[fid] / SAMPLE_RATE + 1e-4:
             bad(f"{split}/abx.item line {k}: bad times {on}-{off}")
         if SILENCE in (ph, prev, nxt) or not {ph, prev, nxt} <= set(PHONES):
             bad(f"{split}/abx.item line {k}: phones {ph} {prev} {nxt} not all speech phones")

@@ -28,7 +28,7 @@ import numpy as np
 
 from spidrkit.errors import SpidrkitError
 
-SAMPLE_RATE = 22050  # eSpeak NG's native rate
+ESPEAK_RATE = 22050  # eSpeak NG's native rate
 MAX_VOICE_PATH = 59  # eSpeak copies a voice file name into a 60-byte buffer
 
 # speak_lib.h constants
@@ -143,9 +143,9 @@ class ESpeak:
             data_path.encode(),
             _INITIALIZE_PHONEME_EVENTS | _INITIALIZE_DONT_EXIT,
         )
-        if rate != SAMPLE_RATE:
+        if rate != ESPEAK_RATE:
             raise SpidrkitError(
-                f"eSpeak NG initialisation failed (returned {rate}, expected {SAMPLE_RATE} Hz) with "
+                f"eSpeak NG initialisation failed (returned {rate}, expected {ESPEAK_RATE} Hz) with "
                 f"data at {data_path}; reinstall it: pip install --force-reinstall espeakng-loader"
             )
         self._chunks: list[np.ndarray] = []

@@ -15,15 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
+from spidrkit.audio.io import SAMPLE_RATE
 from spidrkit.errors import SpidrkitError
 from spidrkit.synth.alignment import Segment, segments_from_synthesis
-from spidrkit.synth.espeak import SAMPLE_RATE as ESPEAK_RATE
-from spidrkit.synth.espeak import ESpeak
+from spidrkit.synth.espeak import ESPEAK_RATE, ESpeak
 from spidrkit.synth.lexicon import load_lexicon
 from spidrkit.synth.phones import mnemonics_to_phones, tokenize_mnemonics
 from spidrkit.synth.speakers import Speaker
 
-SAMPLE_RATE = 16000
 PAD_TO = 320  # audio lengths are multiples of 20 ms (one model frame)
 NOISE_STD = 16.0  # int16 units, about -66 dBFS
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from spidrkit.audio.io import SAMPLE_RATE
 from spidrkit.train import checkpoint as ckpt
 from spidrkit.train import distributed as dist_utils
 from spidrkit.train.config import TrainConfig
@@ -33,8 +34,6 @@ from spidrkit.train.trainer import KILL_ENV, Trainer, _kill_point
 from spidrkit.utils.progress import progress
 
 log = logging.getLogger(__name__)
-
-SAMPLE_RATE = 16000
 
 
 @dataclass

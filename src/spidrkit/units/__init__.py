@@ -3,7 +3,8 @@
 - ``extract``: run an encoder (or a baseline) over a corpus, one feature file per utterance.
 - ``baselines``: MFCC / log-mel (own torch code) and HuggingFace HuBERT, wav2vec 2.0, WavLM.
 - ``kmeans``: minibatch k-means with k-means++ init, in torch.
-- ``units``: codebook and k-means units, deduplication, JSONL files, the ``Tokenizer``.
+- ``units``: codebook and k-means units, the ``Tokenizer``.
+- ``files``: the units JSONL and feature file formats, deduplication, name matching.
 """
 
 from spidrkit.units.extract import (
@@ -12,18 +13,21 @@ from spidrkit.units.extract import (
     ExtractStats,
     extract_features,
     list_audio,
+)
+from spidrkit.units.files import (
+    KeyIndex,
+    Units,
+    dedup,
     list_features,
     load_features,
+    read_units,
+    write_units,
 )
 from spidrkit.units.kmeans import KMeans, KMeansConfig, fit_kmeans, sample_frames
 from spidrkit.units.units import (
     CodebookUnits,
     KMeansUnits,
     Tokenizer,
-    Units,
-    dedup,
-    read_units,
-    write_units,
 )
 
 __all__ = [
@@ -31,6 +35,7 @@ __all__ = [
     "CodebookUnits",
     "EncoderFeatures",
     "ExtractStats",
+    "KeyIndex",
     "KMeans",
     "KMeansConfig",
     "KMeansUnits",

@@ -32,9 +32,8 @@ from spidrkit.audio.spectral import (  # noqa: F401  (re-exported: the baselines
     mel_filterbank,
     mel_to_hz,
 )
+from spidrkit.audio.io import SAMPLE_RATE
 from spidrkit.errors import ConfigError
-
-SAMPLE_RATE = 16000
 
 
 def frames_for(num_samples: int, hop: int, win: int = WIN_LENGTH) -> int:

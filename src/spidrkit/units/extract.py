@@ -30,18 +30,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from spidrkit.errors import ConfigError, DataError
+from spidrkit.audio.io import SAMPLE_RATE
+from spidrkit.errors import ConfigError
 from spidrkit.models.spidr import DinoSR, SpidR
 from spidrkit.units.baselines import pad_batch
-from spidrkit.utils.files import atomic_write
+from spidrkit.units.files import feature_path, save_features
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 FEATURE_FORMATS = ("pt", "npy")
 
 
@@ -250,50 +249,6 @@ def run_batch(
             feats = {layer: out[layer][j, :t].detach().cpu().clone() for layer in source.layers}
         results.append((item, feats))
     return results
-
-
-def feature_path(out_dir: str | Path, fileid: str, layer: int | None, fmt: str) -> Path:
-    """``<out>/<fileid>.<fmt>``, or ``<out>/layer<L>/<fileid>.<fmt>`` when ``layer`` is given."""
-    base = Path(out_dir) if layer is None else Path(out_dir) / f"layer{layer}"
-    return base / f"{fileid}.{fmt}"
-
-
-def save_features(path: Path, feats: torch.Tensor, fmt: str) -> None:
-    """Atomically write one ``[frames, dim]`` tensor as ``.pt`` or ``.npy``."""
-    with atomic_write(path, "wb") as f:
-        if fmt == "pt":
-            torch.save(feats.contiguous(), f)
-        else:
-            np.save(f, feats.numpy())
-
-
-def load_features(path: str | Path) -> torch.Tensor:
-    """Read a ``.pt`` or ``.npy`` feature file -> ``[frames, dim]`` tensor."""
-    path = Path(path)
-    try:
-        if path.suffix == ".npy":
-            return torch.from_numpy(np.load(path))
-        t = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise DataError(f"{path}: cannot read features ({exc})") from exc
-    if not isinstance(t, torch.Tensor):
-        raise DataError(f"{path}: expected a tensor [frames, dim], found {type(t).__name__}")
-    return t
-
-
-def list_features(folder: str | Path) -> list[tuple[str, Path]]:
-    """``(fileid, path)`` of every ``.pt`` / ``.npy`` file under ``folder``, sorted by fileid."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"{folder}: no such features folder")
-    files = sorted(
-        (p.relative_to(folder).with_suffix("").as_posix(), p)
-        for p in folder.rglob("*")
-        if p.suffix in (".pt", ".npy") and not p.name.startswith(".")
-    )
-    if not files:
-        raise DataError(f"{folder}: no .pt or .npy feature files found")
-    return files
 
 
 @dataclass

@@ -9,9 +9,7 @@ units = tok(["a.wav", "b.flac"])          # list of LongTensor [n], consecutive 
 units = tok([wav_tensor], sample_rate=16000)                   # or raw waveforms
 ```
 
-Units files are JSONL, one line per utterance ``{"audio": path_or_fileid, "units": [...],
-"durations": [...]}`` (durations in 20 ms frames, present when repeats were merged), and
-optionally a text file with one line of space-separated units per utterance.
+Units files (JSONL, optionally a text twin) are read and written by :mod:`spidrkit.units.files`.
 
 Codebook heads and layers: head k (0-based) of a model with L layers and K codebooks predicts the
 codes of teacher layer ``L - K + 1 + k`` (1-based). For SpidR that head sits on the same student
@@ -21,111 +19,17 @@ whose codes it predicts. So ``--layer 6`` means the same head index for both mod
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from spidrkit.errors import ConfigError, DataError
-from spidrkit.units.extract import SAMPLE_RATE, AudioItem, EncoderFeatures, run_batch
+from spidrkit.audio.io import SAMPLE_RATE
+from spidrkit.errors import ConfigError
+from spidrkit.units.extract import AudioItem, EncoderFeatures, run_batch
+from spidrkit.units.files import Units, dedup
 from spidrkit.units.kmeans import KMeans
-from spidrkit.utils.files import atomic_write
-
-# -- merging repeats -------------------------------------------------------------------------------
-
-
-def dedup(units: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Merge consecutive repeats: ``[T]`` -> (units ``[n]``, durations ``[n]`` in frames)."""
-    if units.numel() == 0:
-        return units.clone(), torch.zeros(0, dtype=torch.long, device=units.device)
-    out, counts = torch.unique_consecutive(units, return_counts=True)
-    return out, counts
-
-
-def expand(units: Sequence[int], durations: Sequence[int] | None) -> list[int]:
-    """Undo :func:`dedup`: repeat each unit by its duration (1 when durations are absent)."""
-    if durations is None:
-        return list(units)
-    if len(durations) != len(units):
-        raise DataError(f"{len(units)} units but {len(durations)} durations")
-    return [u for u, d in zip(units, durations, strict=True) for _ in range(int(d))]
-
-
-# -- records and files -----------------------------------------------------------------------------
-
-
-@dataclass
-class Units:
-    """The units of one utterance; ``durations`` (20 ms frames) is None when not deduplicated."""
-
-    audio: str
-    units: list[int]
-    durations: list[int] | None = None
-
-    @classmethod
-    def from_frames(cls, audio: str, frame_units: torch.Tensor, deduplicate: bool) -> Units:
-        if deduplicate:
-            u, d = dedup(frame_units)
-            return cls(audio, u.tolist(), d.tolist())
-        return cls(audio, frame_units.tolist(), None)
-
-    def to_json(self) -> str:
-        rec: dict[str, Any] = {"audio": self.audio, "units": self.units}
-        if self.durations is not None:
-            rec["durations"] = self.durations
-        return json.dumps(rec)
-
-    def frames(self) -> list[int]:
-        """Units at the frame rate (repeats restored)."""
-        return expand(self.units, self.durations)
-
-
-def write_units(
-    records: Iterable[Units], path: str | Path, *, txt: str | Path | None = None
-) -> int:
-    """Atomically write JSONL (and optionally the text form); returns the number of lines."""
-    records = list(records)
-    with atomic_write(path, "w") as f:
-        for r in records:
-            f.write(r.to_json() + "\n")
-    if txt is not None:
-        with atomic_write(txt, "w") as f:
-            for r in records:
-                f.write(" ".join(str(u) for u in r.units) + "\n")
-    return len(records)
-
-
-def read_units(path: str | Path) -> list[Units]:
-    """Read a units JSONL file (``audio``, ``units``, optional ``durations``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such units file")
-    out = []
-    with path.open() as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                u = Units(
-                    str(rec["audio"]),
-                    [int(x) for x in rec["units"]],
-                    None if rec.get("durations") is None else [int(x) for x in rec["durations"]],
-                )
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                raise DataError(
-                    f'{path}:{n}: expected {{"audio": ..., "units": [...]}} ({exc})'
-                ) from None
-            if u.durations is not None and len(u.durations) != len(u.units):
-                raise DataError(
-                    f"{path}:{n}: {len(u.units)} units but {len(u.durations)} durations"
-                )
-            out.append(u)
-    return out
-
 
 # -- unit sources ----------------------------------------------------------------------------------
 

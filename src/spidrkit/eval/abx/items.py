@@ -9,16 +9,30 @@ variant.
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from spidrkit.errors import DataError
+from spidrkit.units.files import (  # the shared readers of feature and units files
+    FeatureFolder,
+    match_keys,
+)
+from spidrkit.units.files import frame_units_by_key as read_units_jsonl
+from spidrkit.units.files import load_features as load_feature_file
+
+__all__ = [
+    "FeatureFolder",
+    "Items",
+    "item_frame_range",
+    "load_feature_file",
+    "match_keys",
+    "read_item_file",
+    "read_units_jsonl",
+]
 
 ITEM_HEADER = ["#file", "onset", "offset", "#phone", "prev-phone", "next-phone", "speaker"]
 # Tolerance (in frames) on the inclusive frame boundaries, so that 0.09 s is "on" frame 4 at 20 ms
@@ -121,115 +135,3 @@ def item_frame_range(
     if drop_last:
         stop -= 1
     return start, max(stop, start)
-
-
-def load_feature_file(path: Path) -> torch.Tensor:
-    """One ``[T, D]`` tensor from a ``.pt`` or ``.npy`` file (a leading batch dim 1 is dropped)."""
-    try:
-        if path.suffix == ".npy":
-            x = torch.from_numpy(np.load(path))
-        else:
-            x = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any reader failure is a data problem
-        raise DataError(f"{path}: cannot read features ({exc})") from exc
-    if not isinstance(x, torch.Tensor):
-        raise DataError(f"{path}: expected a tensor [frames, dim], found {type(x).__name__}")
-    if x.dim() == 3 and x.shape[0] == 1:
-        x = x[0]
-    if x.dim() == 1:
-        x = x[:, None]
-    if x.dim() != 2:
-        raise DataError(f"{path}: expected a tensor [frames, dim], found shape {tuple(x.shape)}")
-    return x
-
-
-class FeatureFolder(Mapping[str, torch.Tensor]):
-    """Lazy ``fileid -> [T, D]`` view of ``<root>/<fileid>.pt`` (or ``.npy``) files."""
-
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise DataError(f"{self.root}: features folder not found")
-
-    def _path(self, fileid: str) -> Path | None:
-        for ext in (".pt", ".npy"):
-            p = self.root / f"{fileid}{ext}"
-            if p.is_file():
-                return p
-        return None
-
-    def __getitem__(self, fileid: str) -> torch.Tensor:
-        p = self._path(fileid)
-        if p is None:
-            raise KeyError(fileid)
-        return load_feature_file(p)
-
-    def __contains__(self, fileid: object) -> bool:
-        return isinstance(fileid, str) and self._path(fileid) is not None
-
-    def __iter__(self):
-        for p in sorted(self.root.rglob("*")):
-            if p.suffix in (".pt", ".npy"):
-                yield str(p.relative_to(self.root).with_suffix(""))
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
-
-
-def read_units_jsonl(path: str | Path) -> dict[str, torch.Tensor]:
-    """Units JSONL -> ``{key: LongTensor [T]}`` with durations expanded (one entry per frame).
-
-    The key is the ``audio`` field without its extension (``fileid``/``name`` when present).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: units file not found")
-    out: dict[str, torch.Tensor] = {}
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                key = row.get("fileid") or row.get("name") or row["audio"]
-                units = [int(u) for u in row["units"]]
-                durations = row.get("durations")
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                raise DataError(
-                    f"{path}:{lineno}: expected {{'audio': ..., 'units': [int...], "
-                    f"'durations': [int...]}} ({exc})"
-                ) from None
-            units_t = torch.tensor(units, dtype=torch.long)
-            if durations is not None:
-                if len(durations) != len(units) or any(int(d) < 1 for d in durations):
-                    raise DataError(
-                        f"{path}:{lineno}: 'durations' must have one integer >= 1 per unit "
-                        f"({len(units)} units, {len(durations)} durations)"
-                    )
-                units_t = units_t.repeat_interleave(torch.tensor([int(d) for d in durations]))
-            key = str(key)
-            suffix = Path(key).suffix
-            if suffix in (".wav", ".flac", ".ogg", ".mp3", ".opus", ".pt", ".npy"):
-                key = key[: -len(suffix)]
-            out[key] = units_t
-    if not out:
-        raise DataError(f"{path}: no utterances")
-    return out
-
-
-def match_keys(keys: Iterable[str], fileids: Iterable[str]) -> dict[str, str]:
-    """Map each wanted fileid to a key: the same string, or a key that ends with ``/<fileid>``."""
-    keys = list(keys)
-    exact = set(keys)
-    out: dict[str, str] = {}
-    by_tail: dict[str, list[str]] = {}
-    for k in keys:
-        by_tail.setdefault(k.rsplit("/", 1)[-1], []).append(k)
-    for fid in fileids:
-        if fid in exact:
-            out[fid] = fid
-            continue
-        cands = [k for k in by_tail.get(fid.rsplit("/", 1)[-1], []) if k.endswith("/" + fid)]
-        if len(cands) == 1:
-            out[fid] = cands[0]
-    return out

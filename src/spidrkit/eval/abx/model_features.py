@@ -7,10 +7,9 @@ from pathlib import Path
 
 import torch
 
+from spidrkit.audio.io import AUDIO_EXTENSIONS, SAMPLE_RATE
 from spidrkit.errors import DataError
 from spidrkit.utils.progress import progress
-
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".opus")
 
 
 def find_audio(fileids: Sequence[str], root: str | Path | None = None, manifest=None) -> dict:
@@ -60,7 +59,7 @@ def model_features(
     for k in range(0, len(fileids), batch_files):
         chunk = fileids[k : k + batch_files]
         wavs = [torch.from_numpy(load_audio(audio[f], name=str(audio[f]))) for f in chunk]
-        feats = encoder.features(wavs, sample_rate=16000, layers=list(layers))
+        feats = encoder.features(wavs, sample_rate=SAMPLE_RATE, layers=list(layers))
         for fid, per_layer in zip(chunk, feats, strict=True):
             for layer in layers:
                 out[layer][fid] = per_layer[layer].detach().to("cpu", dtype)
