@@ -12,7 +12,6 @@ item gives alone (padded frames never leak into valid ones).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,13 +24,19 @@ from spidrkit.audio.io import SAMPLE_RATE, standardize
 from spidrkit.errors import SpidrkitError
 from spidrkit.models import PRESETS, DinoSR, SpidR, build_model
 from spidrkit.models.checkpoint import load_model, load_state, read_checkpoint
-from spidrkit.models.components import frame_attention_mask, num_frames
+from spidrkit.models.components import num_frames
+from spidrkit.models.inference import PRECISIONS, codebook_units, layer_features, plan_batches
 
 Waveforms = Tensor | np.ndarray | Sequence[Tensor | np.ndarray]
 
 
 class Encoder:
-    """A SpidR/DinoSR model ready for inference on raw audio (eval mode, no gradients)."""
+    """A SpidR/DinoSR model ready for inference on raw audio (eval mode, no gradients).
+
+    Batches are planned by :func:`spidrkit.models.inference.plan_batches` and run by
+    :func:`~spidrkit.models.inference.layer_features` / :func:`~spidrkit.models.inference.codebook_units`,
+    the core every command uses.
+    """
 
     def __init__(
         self,
@@ -40,19 +45,12 @@ class Encoder:
         max_batch_samples: int = SAMPLE_RATE * 120,
         precision: str = "fp32",
     ) -> None:
-        if precision not in ("fp32", "bf16", "fp16"):
+        if precision not in PRECISIONS:
             raise SpidrkitError(f"precision {precision!r}: expected fp32, bf16 or fp16")
         self.model = model.to(device).eval()
         self.device = torch.device(device)
         self.max_batch_samples = max_batch_samples
         self.precision = precision
-
-    def _autocast(self) -> Any:
-        """Mixed precision on the model's device (no-op in fp32; fp16 only on CUDA)."""
-        if self.precision == "fp32" or (self.precision == "fp16" and self.device.type != "cuda"):
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
 
     @property
     def num_layers(self) -> int:
@@ -67,13 +65,13 @@ class Encoder:
 
     # -- input handling --------------------------------------------------------------------------
 
-    def prepare(
+    def waveforms(
         self,
         waveforms: Waveforms,
         sample_rate: int = SAMPLE_RATE,
         lengths: Sequence[int] | Tensor | None = None,
     ) -> list[Tensor]:
-        """Split, downmix check, resample to 16 kHz and standardise: a list of 1-D float32 tensors."""
+        """Split, check mono, resample to 16 kHz: a list of 1-D float32 tensors (not standardised)."""
         if isinstance(waveforms, (Tensor, np.ndarray)) and waveforms.ndim == 2:
             rows = [torch.as_tensor(w) for w in waveforms]
             if lengths is not None:
@@ -103,42 +101,23 @@ class Encoder:
                 raise SpidrkitError(
                     f"waveform {i}: {r.numel()} samples at 16 kHz is too short for one frame"
                 )
-            out.append(standardize(r))
+            out.append(r)
         return out
 
+    def prepare(
+        self,
+        waveforms: Waveforms,
+        sample_rate: int = SAMPLE_RATE,
+        lengths: Sequence[int] | Tensor | None = None,
+    ) -> list[Tensor]:
+        """:meth:`waveforms`, each standardised (what the model sees before padding)."""
+        return [standardize(w) for w in self.waveforms(waveforms, sample_rate, lengths)]
+
     def _batches(self, wavs: list[Tensor]) -> list[list[int]]:
-        """Index groups, longest first, each padded size under ``max_batch_samples``."""
-        order = sorted(range(len(wavs)), key=lambda i: -wavs[i].numel())
-        batches: list[list[int]] = []
-        for i in order:
-            if (
-                batches
-                and (len(batches[-1]) + 1) * wavs[batches[-1][0]].numel() <= self.max_batch_samples
-            ):
-                batches[-1].append(i)
-            else:
-                batches.append([i])
-        return batches
-
-    def _pad(self, wavs: list[Tensor]) -> tuple[Tensor, Tensor | None, list[int]]:
-        longest = max(w.numel() for w in wavs)
-        batch = torch.zeros(len(wavs), longest)
-        for j, w in enumerate(wavs):
-            batch[j, : w.numel()] = w
-        frames = [self.frames(w.numel()) for w in wavs]
-        mask = frame_attention_mask(frames, self.frames(longest), self.device)
-        return batch.to(self.device), mask, frames
-
-    def _projected(self, batch: Tensor, wavs: list[Tensor]) -> Tensor:
-        """Projected features; a group-norm extractor normalises over time, so run it per item."""
-        if self.model.config.extractor_mode != "group_norm" or len(wavs) == 1:
-            return self.model.features(batch)
-        feats = [self.model.features(w[None].to(self.device))[0] for w in wavs]
-        return torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
+        return plan_batches([w.numel() for w in wavs], max_samples=self.max_batch_samples)
 
     # -- outputs ---------------------------------------------------------------------------------
 
-    @torch.inference_mode()
     def features(
         self,
         waveforms: Waveforms,
@@ -156,20 +135,20 @@ class Encoder:
         bad = [n for n in layers if not 1 <= n <= self.num_layers]
         if bad:
             raise SpidrkitError(f"layers {bad}: the model has layers 1..{self.num_layers}")
-        wavs = self.prepare(waveforms, sample_rate, lengths)
+        wavs = self.waveforms(waveforms, sample_rate, lengths)
         results: list[dict[int, Tensor]] = [{} for _ in wavs]
         for idx in self._batches(wavs):
-            group = [wavs[i] for i in idx]
-            batch, mask, frames = self._pad(group)
-            with self._autocast():
-                x = self._projected(batch, group)
-                _, res, outs = self.model.student(x, mask, num_layers=max(layers))
-            reps = res if before_residual else outs
+            reps, frames = layer_features(
+                self.model,
+                [wavs[i] for i in idx],
+                layers,
+                before_residual=before_residual,
+                precision=self.precision,
+            )
             for j, i in enumerate(idx):
-                results[i] = {n: reps[n - 1][j, : frames[j]].float().cpu() for n in layers}
+                results[i] = {n: reps[n][j, : frames[j]].cpu() for n in layers}
         return results
 
-    @torch.inference_mode()
     def codebook_units(
         self,
         waveforms: Waveforms,
@@ -179,19 +158,14 @@ class Encoder:
     ) -> list[dict[int, Tensor]]:
         """Per utterance, {layer: LongTensor [frames]}: argmax of each student head, keyed by the
         1-based layer of the codebook it predicts."""
-        wavs = self.prepare(waveforms, sample_rate, lengths)
-        layer_ids = [i + 1 for i in self.model.codebook_layers]
+        wavs = self.waveforms(waveforms, sample_rate, lengths)
         results: list[dict[int, Tensor]] = [{} for _ in wavs]
         for idx in self._batches(wavs):
-            group = [wavs[i] for i in idx]
-            batch, mask, frames = self._pad(group)
-            with self._autocast():
-                x = self._projected(batch, group)
-                final, res, _ = self.model.student(x, mask)
-                inputs = self.model.head_inputs(res, final)
-                codes = [head(h).argmax(-1).cpu() for head, h in zip(self.model.heads, inputs)]
+            codes, frames = codebook_units(
+                self.model, [wavs[i] for i in idx], precision=self.precision
+            )
             for j, i in enumerate(idx):
-                results[i] = {n: c[j, : frames[j]] for n, c in zip(layer_ids, codes)}
+                results[i] = {n: c[j, : frames[j]].cpu() for n, c in codes.items()}
         return results
 
 

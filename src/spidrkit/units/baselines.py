@@ -34,6 +34,7 @@ from spidrkit.audio.spectral import (  # noqa: F401  (re-exported: the baselines
 )
 from spidrkit.audio.io import SAMPLE_RATE
 from spidrkit.errors import ConfigError
+from spidrkit.models.inference import pad_waveforms
 
 
 def frames_for(num_samples: int, hop: int, win: int = WIN_LENGTH) -> int:
@@ -205,7 +206,7 @@ class HFEncoder:
         device = next(self.model.parameters()).device
         if self.normalize:
             wavs = [standardize(w.float()) for w in wavs]
-        x, lengths = pad_batch(wavs, device)
+        x, lengths = pad_waveforms(wavs, device)
         padded = bool((lengths < x.shape[1]).any())
         valid = torch.arange(x.shape[1], device=device)[None, :] < lengths[:, None]
         mask = valid.long() if padded else None
@@ -241,17 +242,6 @@ class HFEncoder:
             for h in hooks:
                 h.remove()
         return {layer: captured[layer].float() for layer in self._layers}
-
-
-def pad_batch(
-    wavs: list[torch.Tensor], device: torch.device | str
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zero-pad 1-D waveforms into ``[batch, max_samples]`` float32 on ``device``, plus lengths."""
-    lengths = torch.tensor([w.shape[-1] for w in wavs], dtype=torch.long)
-    x = torch.zeros(len(wavs), int(lengths.max()), device=device)
-    for i, w in enumerate(wavs):
-        x[i, : w.shape[-1]] = w.to(device, torch.float32)
-    return x, lengths.to(device)
 
 
 def _load_hf(name: str, normalize: bool | None) -> tuple[Any, bool | None]:

@@ -35,8 +35,8 @@ from torch import nn
 
 from spidrkit.audio.io import SAMPLE_RATE
 from spidrkit.errors import ConfigError
+from spidrkit.models.inference import layer_features, plan_batches
 from spidrkit.models.spidr import DinoSR, SpidR
-from spidrkit.units.baselines import pad_batch
 from spidrkit.units.files import feature_path, save_features
 
 log = logging.getLogger(__name__)
@@ -104,27 +104,16 @@ def dist_rank_world() -> tuple[int, int, int]:
 def make_batches(
     items: Sequence[AudioItem], *, max_samples: int, max_items: int, batchable: bool = True
 ) -> list[list[AudioItem]]:
-    """Consecutive groups of the (already sorted) items whose padded size fits ``max_samples``.
-
-    A batch holds at most ``max_items`` items and ``len(batch) * longest <= max_samples`` (an item
-    longer than ``max_samples`` gets a batch of its own). When the source is not ``batchable``, only
-    items of exactly the same length share a batch.
-    """
-    batches: list[list[AudioItem]] = []
-    cur: list[AudioItem] = []
-    longest = 0
-    for it in items:
-        new_longest = max(longest, it.num_samples)
-        fits = (len(cur) + 1) * new_longest <= max_samples and len(cur) < max_items
-        same = batchable or not cur or cur[0].num_samples == it.num_samples
-        if cur and not (fits and same):
-            batches.append(cur)
-            cur, new_longest = [], it.num_samples
-        cur.append(it)
-        longest = new_longest
-    if cur:
-        batches.append(cur)
-    return batches
+    """Groups of the (already sorted) items, planned by :func:`spidrkit.models.inference.plan_batches`:
+    at most ``max_items`` items and ``len(batch) * longest <= max_samples`` per batch; when the
+    source is not ``batchable``, only items of exactly the same length share a batch."""
+    groups = plan_batches(
+        [it.num_samples for it in items],
+        max_samples=max_samples,
+        max_items=max_items,
+        equal_lengths=not batchable,
+    )
+    return [[items[i] for i in g] for g in groups]
 
 
 # -- the encoder as a feature source ---------------------------------------------------------------
@@ -135,11 +124,22 @@ class EncoderFeatures:
 
     Layers are numbered from 1 (layer 6 = the 6th Transformer layer); by default the layer result
     before the residual (what the paper evaluates), ``before_residual=False`` for the layer output.
-    Only the layers up to the highest one asked are computed. Each waveform is standardised on its
-    own before padding; padded batches carry an attention mask ``[batch, 1, 1, frames]``.
+    Each batch runs :func:`spidrkit.models.inference.layer_features` (standardise, pad, mask,
+    group-norm front end item by item, early exit at the highest layer).
     """
 
-    def __init__(self, model: Any, layers: Sequence[int], *, before_residual: bool = True) -> None:
+    batchable = (
+        True  # padding never leaks: the inference core masks it (and runs group norm per item)
+    )
+
+    def __init__(
+        self,
+        model: Any,
+        layers: Sequence[int],
+        *,
+        before_residual: bool = True,
+        precision: str = "fp32",
+    ) -> None:
         self.model: SpidR | DinoSR = getattr(model, "model", model).eval()
         cfg = self.model.config
         self.num_layers = int(cfg.encoder_num_layers)
@@ -152,8 +152,7 @@ class EncoderFeatures:
         self.layers = layers
         self.dim = int(cfg.encoder_embed_dim)
         self.before_residual = before_residual
-        # group norm normalises the first conv over time, so padding would change the output
-        self.batchable = getattr(cfg, "extractor_mode", "layer_norm") == "layer_norm"
+        self.precision = precision
         self.name = type(self.model).__name__
 
     def num_frames(self, num_samples: int) -> int:
@@ -167,25 +166,15 @@ class EncoderFeatures:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def prepare(self, wavs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Standardise each waveform, pad: ``[batch, samples]`` and the frame attention mask."""
-        from spidrkit.audio import standardize
-        from spidrkit.models.components import frame_attention_mask
-
-        x, lengths = pad_batch([standardize(w.float()) for w in wavs], self.device)
-        frames = [self.num_frames(int(n)) for n in lengths]
-        return x, frame_attention_mask(frames, self.num_frames(x.shape[1]), x.device)
-
-    @torch.no_grad()
     def __call__(self, wavs: list[torch.Tensor]) -> dict[int, torch.Tensor]:
-        x, mask = self.prepare(wavs)
-        outs = self.model.get_intermediate_outputs(
-            x,
-            attention_mask=mask,
-            num_layers=max(self.layers),
+        feats, _ = layer_features(
+            self.model,
+            wavs,
+            self.layers,
             before_residual=self.before_residual,
+            precision=self.precision,
         )
-        return {layer: outs[layer - 1].float() for layer in self.layers}
+        return feats
 
 
 def load_encoder(spec: str | Path, device: torch.device | str = "cpu") -> nn.Module:

@@ -27,6 +27,7 @@ import torch
 
 from spidrkit.audio.io import SAMPLE_RATE
 from spidrkit.errors import ConfigError
+from spidrkit.models.inference import codebook_units, head_layers, plan_batches
 from spidrkit.units.extract import AudioItem, EncoderFeatures, run_batch
 from spidrkit.units.files import Units, dedup
 from spidrkit.units.kmeans import KMeans
@@ -34,19 +35,14 @@ from spidrkit.units.kmeans import KMeans
 # -- unit sources ----------------------------------------------------------------------------------
 
 
-def head_layers(model: Any) -> list[int]:
-    """1-based layer named by each codebook head (see the module docstring)."""
-    return [i + 1 for i in model.codebook_layers]
-
-
 class CodebookUnits(EncoderFeatures):
     """Argmax of the student head of a layer as a feature source ``{layer: [batch, frames, 1]}``.
 
     ``dim`` is 1 and the values are unit ids (stored as float by the harness' batching, turned back
-    to int64 by :func:`frame_units`).
+    to int64 by :func:`frame_units`). Runs :func:`spidrkit.models.inference.codebook_units`.
     """
 
-    def __init__(self, model: Any, layer: int) -> None:
+    def __init__(self, model: Any, layer: int, *, precision: str = "fp32") -> None:
         model = getattr(model, "model", model)
         available = head_layers(model)
         if layer not in available:
@@ -54,24 +50,13 @@ class CodebookUnits(EncoderFeatures):
                 f"no codebook head for layer {layer}; this model's heads name layers "
                 f"{available[0]}..{available[-1]} (use --kmeans for other layers)"
             )
-        super().__init__(model, [model.config.encoder_num_layers])
-        self.layers = [layer]
-        self.head = available.index(layer)
+        super().__init__(model, [layer], precision=precision)
         self.dim = 1
-        from spidrkit.models import model_type_of
 
-        self.same_layer_heads = model_type_of(model) == "spidr"
-
-    @torch.no_grad()
     def __call__(self, wavs: list[torch.Tensor]) -> dict[int, torch.Tensor]:
-        x, mask = self.prepare(wavs)
         layer = self.layers[0]
-        if self.same_layer_heads:  # SpidR: the head reads its own layer, stop there
-            h = self.model.get_intermediate_outputs(x, attention_mask=mask, num_layers=layer)
-            logits = self.model.heads[self.head](h[layer - 1])  # [B, T, V]
-        else:
-            logits = self.model.get_codebooks(x, attention_mask=mask)[self.head]
-        return {layer: logits.argmax(-1, keepdim=True).float()}
+        units, _ = codebook_units(self.model, wavs, [layer], precision=self.precision)
+        return {layer: units[layer][..., None].float()}
 
 
 class KMeansUnits:
@@ -174,27 +159,17 @@ class Tokenizer:
         """Units at the frame rate (no merging): list of int64 ``[frames]``, in input order."""
         wavs = self._waveforms(inputs, sample_rate)
         items = [AudioItem(str(i), str(i), w.shape[0]) for i, w in enumerate(wavs)]
-        order = sorted(range(len(wavs)), key=lambda i: -wavs[i].shape[0])
-        out: list[torch.Tensor | None] = [None] * len(wavs)
-        cap = int(self.max_batch_seconds * SAMPLE_RATE)
-        i = 0
-        while i < len(order):  # length-sorted batches of at most `cap` padded samples
-            j = i + 1
-            while (
-                j < len(order)
-                and (j - i + 1) * wavs[order[i]].shape[0] <= cap
-                and (self.source.batchable or wavs[order[j]].shape[0] == wavs[order[i]].shape[0])
-            ):
-                j += 1
-            idx = order[i:j]
-            for k, (_, feats) in zip(
-                idx,
-                run_batch(self.source, [items[k] for k in idx], [wavs[k] for k in idx]),
-                strict=True,
-            ):
+        out: list[torch.Tensor] = [torch.zeros(0, dtype=torch.long)] * len(wavs)
+        groups = plan_batches(
+            [w.shape[0] for w in wavs],
+            max_samples=int(self.max_batch_seconds * SAMPLE_RATE),
+            equal_lengths=not self.source.batchable,
+        )
+        for idx in groups:
+            batch = run_batch(self.source, [items[k] for k in idx], [wavs[k] for k in idx])
+            for k, (_, feats) in zip(idx, batch, strict=True):
                 out[k] = frame_units(feats[self.layer])
-            i = j
-        return [o for o in out if o is not None]
+        return out
 
     def units(
         self,
