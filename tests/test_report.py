@@ -40,7 +40,9 @@ def _fake_run(root, *, collapsed: bool) -> None:
         for k, e in ((1, 0.2), (2, 0.1))
     ]
     untrained = [
-        ABXResult(error=0.45, config=cfg, n_items=9, n_cells=3, n_triplets=20, label="init", layer=k)
+        ABXResult(
+            error=0.45, config=cfg, n_items=9, n_cells=3, n_triplets=20, label="init", layer=k
+        )
         for k in (1, 2)
     ]
     mfcc = ABXResult(error=0.01, config=cfg, n_items=9, n_cells=3, n_triplets=20, label="MFCC")

@@ -328,14 +328,15 @@ def render_report(files: RunFiles) -> str:
         )
 
     if files.metrics:
-        rows = read_train_metrics(files.metrics)
-        if rows:
+        metrics = read_train_metrics(files.metrics)
+        if metrics:
             size = _codebook_size(files)
             parts.append("<h2>Training curves</h2>")
             parts.append(
-                f"<p>{_health(rows, size)}; {len(rows)} log lines to step {rows[-1]['step']}.</p>"
+                f"<p>{_health(metrics, size)}; {len(metrics)} log lines to step "
+                f"{metrics[-1]['step']}.</p>"
             )
-            parts.append(_img(training_curves_png(rows, size), "training curves"))
+            parts.append(_img(training_curves_png(metrics, size), "training curves"))
     if abx_results:
         parts.append("<h2>ABX per layer</h2>")
         parts.append(_img(abx_png(abx_results), "ABX per layer"))

@@ -12,9 +12,9 @@ import math
 
 import torch
 
+from spidrkit.audio.io import SAMPLE_RATE
 from spidrkit.errors import ConfigError
 
-SAMPLE_RATE = 16000
 WIN_LENGTH = 400  # 25 ms
 N_FFT = 512
 
@@ -77,14 +77,12 @@ def deltas(x: torch.Tensor, window: int = 2) -> torch.Tensor:
         ],
         dim=-2,
     )
-    num = sum(
-        n
-        * (
+    num = torch.zeros_like(x)
+    for n in range(1, window + 1):
+        num += n * (
             padded[..., window + n : window + n + t, :]
             - padded[..., window - n : window - n + t, :]
         )
-        for n in range(1, window + 1)
-    )
     return num / (2 * sum(n * n for n in range(1, window + 1)))
 
 
@@ -97,6 +95,9 @@ class MFCCFrames(torch.nn.Module):
     """
 
     dim = 39
+    window: torch.Tensor
+    fbank: torch.Tensor
+    dct: torch.Tensor
 
     def __init__(self, win: int = WIN_LENGTH, hop: int = 320, n_mels: int = 40) -> None:
         super().__init__()

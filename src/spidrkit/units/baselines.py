@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from spidrkit.audio.io import SAMPLE_RATE
 from spidrkit.audio.spectral import (  # noqa: F401  (re-exported: the baselines' building blocks)
     N_FFT,
     WIN_LENGTH,
@@ -32,7 +33,6 @@ from spidrkit.audio.spectral import (  # noqa: F401  (re-exported: the baselines
     mel_filterbank,
     mel_to_hz,
 )
-from spidrkit.audio.io import SAMPLE_RATE
 from spidrkit.errors import ConfigError
 from spidrkit.models.inference import pad_waveforms
 
