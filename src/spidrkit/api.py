@@ -22,10 +22,10 @@ from torch import Tensor
 
 from spidrkit.audio.io import SAMPLE_RATE, standardize
 from spidrkit.errors import SpidrkitError
-from spidrkit.models import PRESETS, DinoSR, SpidR, build_model
-from spidrkit.models.checkpoint import load_model, load_state, read_checkpoint
+from spidrkit.models import DinoSR, SpidR
 from spidrkit.models.components import num_frames
 from spidrkit.models.inference import PRECISIONS, codebook_units, layer_features, plan_batches
+from spidrkit.models.pretrained import load_pretrained
 
 Waveforms = Tensor | np.ndarray | Sequence[Tensor | np.ndarray]
 
@@ -179,18 +179,5 @@ def load(
 ) -> Encoder:
     """Load an encoder by preset name ("spidr_base", "dinosr_base_reproduced",
     "dinosr_base_original", "spidr_tiny", ...) or checkpoint path (.pt, .safetensors, fairseq)."""
-    name = str(name_or_path)
-    preset = PRESETS.get(name)
-    if preset is not None:
-        model = build_model(preset.model_type, preset.config)
-        if preset.url is not None:
-            from spidrkit.models.hub import fetch_preset
-
-            ckpt = read_checkpoint(fetch_preset(name, offline=offline))
-            load_state(model, ckpt.state_dict, source=name)
-        return Encoder(model, device, **kwargs)
-    path = Path(name)
-    if not path.exists():
-        known = ", ".join(PRESETS)
-        raise SpidrkitError(f"{name}: no such checkpoint file or preset (presets: {known})")
-    return Encoder(load_model(path, model_type=model_type), device, **kwargs)
+    model = load_pretrained(name_or_path, model_type=model_type, offline=offline)
+    return Encoder(model, device, **kwargs)

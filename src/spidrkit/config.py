@@ -155,14 +155,14 @@ def from_dict(cls: type[T], data: dict[str, Any], overrides: list[str] | None = 
 def read_toml(path: str | Path) -> dict[str, Any]:
     """Parse a TOML file, or a shipped config by name (``tiny``, ``base``, ``lm_tiny``: see
     :mod:`spidrkit.configs`); a missing or malformed file is a ConfigError naming it."""
-    from spidrkit import configs
+    from spidrkit.configs import names, resolve
 
-    path = configs.resolve(path)
+    path = resolve(path)
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(
-            f"{path}: config file not found (shipped configs: {', '.join(configs.names())})"
+            f"{path}: config file not found (shipped configs: {', '.join(names())})"
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None

@@ -15,6 +15,7 @@ Modules: ``manifest`` (columnar Manifest, CSV/TSV read and write), ``scan`` (fol
 make_dataloader). Audio decoding needs the ``audio`` extra.
 """
 
+from spidrkit.data.columns import StringColumn
 from spidrkit.data.config import DataConfig, MaskingConfig
 from spidrkit.data.dataset import (
     AudioDataset,
@@ -25,7 +26,7 @@ from spidrkit.data.dataset import (
     make_dataloader,
 )
 from spidrkit.data.frames import conv_num_frames
-from spidrkit.data.manifest import Manifest, StringColumn, read_manifest, write_manifest
+from spidrkit.data.manifest import Manifest, read_manifest, write_manifest
 from spidrkit.data.masking import compute_mask_indices, indices_to_mask, mask_rng
 from spidrkit.data.sampler import BatchKey, BucketBatchSampler
 from spidrkit.data.scan import scan_directory, scan_tar

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from spidrkit.data.columns import StringColumn
 from spidrkit.errors import DataError
 
 _NL, _CR, _DOT, _SLASH = 10, 13, 46, 47
@@ -37,8 +38,6 @@ class Block:
 
     def strings(self, k: int, strip_extension: bool = False):
         """Column ``k`` as a StringColumn (optionally without the file extension)."""
-        from spidrkit.data.manifest import StringColumn
-
         starts, ends = self.spans[k]
         if strip_extension:
             ends = _without_extension(self.arr, starts, ends)

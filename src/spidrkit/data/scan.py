@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from spidrkit.audio.io import AUDIO_EXTENSIONS, SAMPLE_RATE, audio_info
-from spidrkit.data.manifest import Manifest, StringColumn, read_manifest
+from spidrkit.data.columns import StringColumn
+from spidrkit.data.manifest import Manifest, read_manifest
 from spidrkit.errors import AudioError, DataError
 from spidrkit.utils.progress import progress
 

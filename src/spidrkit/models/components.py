@@ -10,37 +10,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from spidrkit.data.frames import num_frames, total_stride  # noqa: F401  (the frame formula)
 from spidrkit.models.config import ConvLayerConfig
-
-
-def total_stride(conv_layers) -> int:  # type: ignore[no-untyped-def]
-    """Samples between two output frames of the feature extractor (320 for SpidR: 20 ms)."""
-    hop = 1
-    for *_, _kernel, stride in conv_layers:
-        hop *= stride
-    return hop
-
-
-def num_frames(num_samples, conv_layers):  # type: ignore[no-untyped-def]
-    """Frames out of the feature extractor for ``num_samples`` samples (16000 -> 49).
-
-    ``num_samples``: an int, a numpy int array or a tensor (the same kind comes back);
-    ``conv_layers``: (channels, kernel, stride) or (kernel, stride) per conv. Each conv maps n samples
-    to ``floor((n - kernel) / stride) + 1``; too-short inputs give 0.
-    """
-    n = num_samples
-    for *_, kernel, stride in conv_layers:
-        n = (n - kernel) // stride + 1
-    if isinstance(n, Tensor):
-        return n.clamp(min=0)
-    if isinstance(n, np.ndarray) and n.ndim:
-        return np.maximum(n, 0)
-    return max(int(n), 0)
 
 
 def frame_attention_mask(

@@ -179,9 +179,9 @@ class EncoderFeatures:
 
 def load_encoder(spec: str | Path, device: torch.device | str = "cpu") -> nn.Module:
     """A spidrkit model (eval mode, on ``device``) from a preset name or a checkpoint path."""
-    import spidrkit
+    from spidrkit.models.pretrained import load_pretrained
 
-    return spidrkit.load(spec, device=device).model.eval()
+    return load_pretrained(spec).to(device).eval()
 
 
 # -- running a source over a corpus ----------------------------------------------------------------
