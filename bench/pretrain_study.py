@@ -110,6 +110,11 @@ def run_one(
     cfg["validation"]["interval"] = 0
     cfg["data"]["valid_manifests"] = []
     apply_overrides(cfg, overrides)
+    if cfg["run"]["model_type"] == "dinosr":  # DinoSR's teacher schedule: a constant decay too
+        model = cfg["model"]
+        model.pop("ema_timescale", None)
+        model.setdefault("ema_final_decay", model["ema_start_decay"])
+        model.setdefault("ema_final_step", 1)
     toml = run_dir / "pretrain.toml"
     toml.write_text(dump_toml(cfg))
     log_path = run_dir / "log.txt"
