@@ -24,8 +24,8 @@ from spidrkit.data.columns import StringColumn
 from spidrkit.data.manifest import Manifest, first_duplicate, read_manifest
 from spidrkit.errors import AudioError, DataError
 from spidrkit.utils.paths import unsafe_reason
-from spidrkit.utils.textfiles import iter_lines
 from spidrkit.utils.progress import progress
+from spidrkit.utils.textfiles import iter_lines
 
 log = logging.getLogger(__name__)
 
