@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import tomllib
 import types
@@ -80,6 +81,10 @@ def _check_value(tp: Any, value: Any, path: str, errors: list[str]) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             errors.append(f"{path}: expected a number, got {value!r}")
             return value
+        if not math.isfinite(value):
+            # NaN passes every `x < lo` range check and inf breaks schedules: refuse both here
+            errors.append(f"{path}: {value!r} is not a finite number")
+            return value
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -95,6 +100,7 @@ def _check_value(tp: Any, value: Any, path: str, errors: list[str]) -> Any:
 
 def _build(cls: type[T], data: dict[str, Any], prefix: str, errors: list[str]) -> T:
     hints = get_type_hints(cls)
+    before = len(errors)
     fields = dataclasses.fields(cast(Any, cls))
     names = {f.name for f in fields if f.init}
     for key in data:
@@ -111,7 +117,13 @@ def _build(cls: type[T], data: dict[str, Any], prefix: str, errors: list[str]) -
         return None  # type: ignore[return-value]
     validate = getattr(obj, "validate", None)
     if callable(validate):
-        for problem in validate() or []:
+        try:
+            problems = validate() or []
+        except (TypeError, ValueError, ZeroDivisionError, OverflowError):
+            if len(errors) == before:
+                raise
+            problems = []  # range checks on a value of the wrong type: its type error is enough
+        for problem in problems:
             errors.append(f"{prefix}{problem}")
     return obj
 

@@ -29,6 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-resume", action="store_true", help="start from scratch even if checkpoints exist"
     )
     add_no_progress(parser)
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="with --no-resume: move an earlier run in run.output_dir aside into replaced-<time>/ "
+        "instead of refusing (nothing is deleted)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,7 +47,12 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_config(LMTrainConfig, args.config, args.overrides)
     try:
-        result = train_lm(cfg, resume=not args.no_resume, show_progress=not args.no_progress)
+        result = train_lm(
+            cfg,
+            resume=not args.no_resume,
+            show_progress=not args.no_progress,
+            overwrite=args.overwrite,
+        )
     finally:
         cleanup()
     if os.environ.get("RANK", "0") != "0":

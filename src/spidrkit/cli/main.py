@@ -8,7 +8,7 @@ import logging
 import sys
 
 from spidrkit import __version__
-from spidrkit.errors import SpidrkitError
+from spidrkit.errors import SpidrkitError, worker_message
 
 # (command name, module under spidrkit.cli). Keep in pipeline order: it is the order of `--help`.
 COMMANDS: list[tuple[str, str]] = [
@@ -74,7 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except SpidrkitError as exc:
-        print(f"spidrkit {args.command}: error: {exc}", file=sys.stderr)
+        print(f"spidrkit {args.command}: error: {worker_message(str(exc))}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # disk full, permissions, a vanished file: the OS said why, in one line
+        if isinstance(exc, BrokenPipeError):
+            sys.stderr.close()
+            return 0
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"spidrkit {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"spidrkit {args.command}: interrupted", file=sys.stderr)

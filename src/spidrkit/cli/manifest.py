@@ -66,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from spidrkit.audio.io import AUDIO_EXTENSIONS
-    from spidrkit.data.manifest import Manifest, write_manifest
+    from spidrkit.data.manifest import Manifest, first_duplicate, write_manifest
     from spidrkit.data.scan import scan_directory, scan_tar
     from spidrkit.data.validate import validate_manifest
     from spidrkit.errors import DataError
@@ -104,6 +104,13 @@ def run(args: argparse.Namespace) -> int:
         else:
             raise DataError(f"{src}: not found")
     manifest = Manifest.concat(manifests)
+    dup = first_duplicate(manifest.fileids)
+    if dup is not None:  # e.g. a.wav and a.flac, or one name in two inputs
+        a, b = dup
+        raise DataError(
+            f"{manifest.describe(a)} and {manifest.describe(b)} would share the fileid "
+            f"{manifest.fileids[a]!r} (fileids name output files); rename or remove one"
+        )
     fmt: Literal["csv", "tsv"] = args.format or ("tsv" if args.out.suffix == ".tsv" else "csv")
     write_manifest(manifest, args.out, format=fmt)
     print(

@@ -27,6 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "config", help="pretraining TOML file, or a shipped config name (tiny, base)"
     )
     add_overrides(parser)
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="with run.resume=false: move an earlier run in run.output_dir aside into "
+        "replaced-<time>/ instead of refusing (nothing is deleted)",
+    )
     slurm = parser.add_argument_group("SLURM (submitit)")
     slurm.add_argument(
         "--slurm", action="store_true", help="submit to SLURM instead of running here"
@@ -84,7 +90,14 @@ def _slurm_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 def run(args: argparse.Namespace) -> int:
     if args.slurm:
+        from spidrkit.errors import ConfigError
         from spidrkit.train.slurm import submit
+
+        if args.overwrite:
+            raise ConfigError(
+                "--overwrite is not passed to SLURM jobs (a requeued job would move its own run "
+                "aside); move or delete the old run folder first"
+            )
 
         job = submit(args.config, args.overrides, _slurm_options(args))
         print(f"submitted SLURM job {job.job_id}")
@@ -96,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_train_config(args.config, args.overrides)
     try:
-        result = fit(cfg)
+        result = fit(cfg, overwrite=args.overwrite)
     finally:
         cleanup()
     if result.checkpoint is not None:

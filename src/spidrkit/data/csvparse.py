@@ -101,6 +101,14 @@ def parse_block(data: bytes, sep: bytes, ncols: int, path: Path, first_line: int
     """
     if not data.endswith(b"\n"):
         data += b"\n"
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = first_line + data.count(b"\n", 0, exc.start)
+        raise DataError(f"{path}:{line}: not UTF-8 text; is this a manifest?") from None
+    if b"\x00" in data:
+        line = first_line + data.count(b"\n", 0, data.index(b"\x00"))
+        raise DataError(f"{path}:{line}: contains a NUL byte; is this a manifest?")
     if sep == b"," and b'"' in data:
         return _parse_quoted(data, ncols, path, first_line)
     arr = np.frombuffer(data, dtype=np.uint8)
@@ -133,7 +141,16 @@ def _parse_quoted(data: bytes, ncols: int, path: Path, first_line: int) -> Block
     text = data.decode("utf-8")
     rows, lines = [], []
     reader = csv.reader(io.StringIO(text))
-    for row in reader:
+    rows_iter = iter(reader)
+    while True:
+        try:
+            row = next(rows_iter)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise DataError(
+                f"{path}:{first_line + reader.line_num - 1}: not a valid CSV line ({exc})"
+            ) from None
         if not row:
             continue
         if len(row) != ncols:

@@ -37,6 +37,7 @@ from spidrkit.data.frames import conv_num_frames
 from spidrkit.data.manifest import Manifest, read_manifest
 from spidrkit.data.masking import compute_mask_indices, mask_rng
 from spidrkit.data.sampler import BatchKey, BucketBatchSampler
+from spidrkit.errors import DataError
 
 FramesFn = Callable[[int], int]
 
@@ -190,6 +191,14 @@ class AudioDataset(torch.utils.data.Dataset):
         wav = self.manifest.load(
             i, target_sr=self.cfg.sample_rate, allow_resample=self.cfg.allow_resample
         )
+        expected = int(self.manifest.num_samples[i])
+        if len(wav) != expected:
+            # batches are sized from the manifest's lengths: a wrong one would overflow them
+            raise DataError(
+                f"{self.manifest.describe(i)}: the manifest {self.manifest.label} says "
+                f"{expected} samples, the audio has {len(wav)}; rebuild the manifest "
+                "(spidrkit manifest)"
+            )
         return AudioItem(int(i), self.manifest.fileids[i], standardize(wav))
 
     def load_batch(self, key: BatchKey) -> Batch:

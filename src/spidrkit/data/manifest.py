@@ -38,6 +38,7 @@ FILE_COLUMNS = ("fileid", "path", "num_samples")
 ARCHIVE_COLUMNS = ("fileid", "archive", "byte_offset", "byte_size", "num_samples")
 _MAP_LOCK = threading.Lock()
 _CHUNK_BYTES = 8 << 20  # lines are parsed in blocks of about this size (bounded memory)
+_MAX_LINE_BYTES = 1 << 20  # a manifest line (or header) longer than this is refused
 
 
 @dataclass(eq=False)
@@ -241,20 +242,54 @@ class Manifest:
 # ---------------------------------------------------------------------------------------------
 
 
-def _read_blocks(f: Any, first_line: int) -> Iterator[tuple[bytes, int]]:
-    """Blocks of complete lines (about _CHUNK_BYTES each) and the line number of their first."""
+def _read_blocks(f: Any, first_line: int, path: Path) -> Iterator[tuple[bytes, int]]:
+    """Blocks of complete lines (about _CHUNK_BYTES each) and the line number of their first.
+
+    Memory stays bounded on any input: a line that does not end within _MAX_LINE_BYTES past a
+    block (``/dev/zero``, a binary file) is a DataError.
+    """
     line = first_line
     while True:
         data = f.read(_CHUNK_BYTES)
         if not data:
             return
         if not data.endswith(b"\n"):
-            data += f.readline()
+            tail = f.readline(_MAX_LINE_BYTES)
+            if len(tail) == _MAX_LINE_BYTES and not tail.endswith(b"\n"):
+                where = line + data.count(b"\n")
+                raise DataError(
+                    f"{path}:{where}: line longer than {_MAX_LINE_BYTES} bytes: not a manifest"
+                )
+            data += tail
         yield data, line
         line += data.count(b"\n")
 
 
-def _read_csv(path: Path, f: Any, header: list[str]) -> Manifest:
+def first_duplicate(fileids: Iterable[str]) -> tuple[int, int] | None:
+    """Rows ``(first, again)`` of the first fileid that appears twice, or None."""
+    ids = list(fileids)
+    if len(set(ids)) == len(ids):
+        return None
+    first: dict[str, int] = {}
+    for k, fid in enumerate(ids):
+        if fid in first:
+            return first[fid], k
+        first[fid] = k
+    return None
+
+
+def _check_unique(path: Path, fileids: StringColumn, lines: np.ndarray) -> None:
+    """DataError naming the first fileid that appears on two lines (it names output files)."""
+    dup = first_duplicate(fileids)
+    if dup is not None:
+        a, b = dup
+        raise DataError(
+            f"{path}:{int(lines[b])}: fileid {fileids[b][:80]!r} already appears on line "
+            f"{int(lines[a])}; each fileid must appear once"
+        )
+
+
+def _read_csv(path: Path, f: Any, header: list[str], unique: bool = True) -> Manifest:
     cols = {name: k for k, name in enumerate(header)}
     if set(FILE_COLUMNS) <= cols.keys():
         wanted: tuple[str, ...] = FILE_COLUMNS
@@ -267,8 +302,10 @@ def _read_csv(path: Path, f: Any, header: list[str]) -> Manifest:
         )
     strings: dict[str, list[StringColumn]] = {"fileid": [], "path": [], "archive": []}
     ints: dict[str, list[np.ndarray]] = {"num_samples": [], "byte_offset": [], "byte_size": []}
-    for data, line in _read_blocks(f, 2):
+    lines: list[np.ndarray] = []
+    for data, line in _read_blocks(f, 2, path):
         block = parse_block(data, b",", len(header), path, line)
+        lines.append(block.lines)
         for name in wanted:
             if name in strings:
                 strings[name].append(block.strings(cols[name]))
@@ -280,6 +317,8 @@ def _read_csv(path: Path, f: Any, header: list[str]) -> Manifest:
 
     # concatenate one column at a time, dropping its blocks, so the peak stays near 1.5x the data
     fileids = StringColumn.concat(strings.pop("fileid"))
+    if unique:
+        _check_unique(path, fileids, np.concatenate(lines) if lines else np.zeros(0, np.int64))
     if wanted == FILE_COLUMNS:
         paths = StringColumn.concat(strings.pop("path"))
         return Manifest(fileids, int_col("num_samples"), path.parent, paths=paths, source=str(path))
@@ -297,20 +336,25 @@ def _read_csv(path: Path, f: Any, header: list[str]) -> Manifest:
     )
 
 
-def _read_tsv(path: Path, f: Any, root_line: str) -> Manifest:
+def _read_tsv(path: Path, f: Any, root_line: str, unique: bool = True) -> Manifest:
     root = Path(root_line)
     if not root.is_absolute():
         root = path.parent / root
     rels: list[StringColumn] = []
     ids: list[StringColumn] = []
     lens: list[np.ndarray] = []
-    for data, line in _read_blocks(f, 2):
+    lines: list[np.ndarray] = []
+    for data, line in _read_blocks(f, 2, path):
         block = parse_block(data, b"\t", 2, path, line)
         rels.append(block.strings(0))
         ids.append(block.strings(0, strip_extension=True))
         lens.append(block.integers(1, "num_samples", path))
+        lines.append(block.lines)
+    fileids = StringColumn.concat(ids)
+    if unique:
+        _check_unique(path, fileids, np.concatenate(lines) if lines else np.zeros(0, np.int64))
     return Manifest(
-        StringColumn.concat(ids),
+        fileids,
         np.concatenate(lens) if lens else np.zeros(0, np.int64),
         root,
         paths=StringColumn.concat(rels),
@@ -318,8 +362,13 @@ def _read_tsv(path: Path, f: Any, root_line: str) -> Manifest:
     )
 
 
-def read_manifest(path: str | os.PathLike) -> Manifest:
-    """Read a CSV, archive CSV or fairseq TSV manifest (see the module docstring)."""
+def read_manifest(path: str | os.PathLike, *, unique: bool = True) -> Manifest:
+    """Read a CSV, archive CSV or fairseq TSV manifest (see the module docstring).
+
+    Refused, with the file and line: a header without the manifest columns (never echoed), lines
+    longer than 1 MiB, non-UTF-8 or NUL bytes, a wrong column count, non-integer lengths, and (with
+    ``unique``) a fileid that appears twice.
+    """
     path = Path(path)
     try:
         f = open(path, "rb")
@@ -329,20 +378,28 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
         raise DataError(
             f"{path}: is a directory; build a manifest with `spidrkit manifest`"
         ) from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read manifest ({exc.strerror or exc})") from None
     with f:
-        first = f.readline().rstrip(b"\r\n").decode("utf-8-sig")
-        if not first:
+        raw = f.readline(_MAX_LINE_BYTES)
+        try:
+            first = raw.rstrip(b"\r\n").decode("utf-8-sig")
+            header = [h.strip() for h in next(csv.reader([first]))] if first else []
+        except (UnicodeDecodeError, csv.Error):
+            header = None  # binary or otherwise not a header: refused below, without echoing it
+        if not raw.strip():
             raise DataError(f"{path}: empty manifest (expected a header line)")
-        header = [h.strip() for h in next(csv.reader([first]))]
-        if "fileid" in header and "num_samples" in header:
-            return _read_csv(path, f, header)
+        if header and "fileid" in header and "num_samples" in header:
+            return _read_csv(path, f, header, unique)
         line2 = f.tell()
-        second = f.readline()
+        second = f.readline(_MAX_LINE_BYTES)
         f.seek(line2)
-        if b"\t" in second or (path.suffix == ".tsv" and not second.strip()):
-            return _read_tsv(path, f, first)
+        is_text = header is not None and "\x00" not in first and len(raw) < _MAX_LINE_BYTES
+        if is_text and (b"\t" in second or (path.suffix == ".tsv" and not second.strip())):
+            return _read_tsv(path, f, first, unique)
+        # the first line is not quoted: a secrets file given by mistake must not be echoed
         raise DataError(
-            f"{path}: header {first!r} lacks the manifest columns; expected a CSV header "
+            f"{path}: the first line lacks the manifest columns (it is not shown); expected a CSV header "
             f"{','.join(FILE_COLUMNS)!r} or {','.join(ARCHIVE_COLUMNS)!r}, or a fairseq TSV "
             "(root folder on the first line, then path<TAB>num_samples)"
         )

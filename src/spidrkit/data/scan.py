@@ -21,9 +21,11 @@ import numpy as np
 
 from spidrkit.audio.io import AUDIO_EXTENSIONS, SAMPLE_RATE, audio_info
 from spidrkit.data.columns import StringColumn
-from spidrkit.data.manifest import Manifest, read_manifest
+from spidrkit.data.manifest import Manifest, first_duplicate, read_manifest
 from spidrkit.errors import AudioError, DataError
+from spidrkit.utils.paths import unsafe_reason
 from spidrkit.utils.progress import progress
+from spidrkit.utils.textfiles import iter_lines
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +178,9 @@ def scan_tar(
 
     Each row records the member's data offset and size in the archive; headers are decoded from the
     mmap'ed bytes. fileid = member name without extension (a leading ``./`` is dropped). The manifest's
-    root is the archive's folder and its archive column the archive's file name.
+    root is the archive's folder and its archive column the archive's file name. Audio members that
+    are links, not regular files, or named absolute / with ``..`` are problems (an error listing
+    them all, or skipped and counted with ``skip_errors``), never dropped silently.
     """
     archive = Path(archive)
     if not archive.is_file():
@@ -190,7 +194,23 @@ def scan_tar(
     try:
         with tarfile.open(archive, mode="r:") as tar:
             for member in tar:
-                if not member.isfile() or os.path.splitext(member.name)[1].lower() not in exts:
+                if os.path.splitext(member.name)[1].lower() not in exts or member.isdir():
+                    continue
+                if member.issym() or member.islnk():
+                    problems.append(
+                        f"{archive}:{member.name}: {'symbolic' if member.issym() else 'hard'} "
+                        "link member, cannot read it in place (store the file itself)"
+                    )
+                    continue
+                if not member.isfile():
+                    problems.append(f"{archive}:{member.name}: not a regular file member")
+                    continue
+                reason = unsafe_reason(member.name.removeprefix("./"))
+                if reason is not None:
+                    problems.append(
+                        f"{archive}:{member.name[:80]}: member name {reason}; its fileid could "
+                        "write outside an output folder"
+                    )
                     continue
                 if member.issparse():
                     problems.append(
@@ -258,15 +278,24 @@ def scan_file_list(
     import csv
 
     path = Path(path)
+    lines = (text for _, text in iter_lines(path, "file list", max_line_bytes=1 << 20))
+    reader = csv.DictReader(lines)
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.DictReader(f))
-    except FileNotFoundError:
-        raise DataError(f"{path}: file list not found") from None
+        rows = list(reader)
+    except csv.Error as exc:
+        raise DataError(f"{path}:{reader.line_num + 1}: not a valid CSV line ({exc})") from None
     if not rows or "path" not in rows[0]:
         raise DataError(f"{path}: expected a CSV with a 'path' column (and optionally 'fileid')")
+    if any(r.get("path") is None for r in rows):
+        raise DataError(f"{path}: a row has no 'path' value")
     rels = [r["path"] for r in rows]
     fileids = [r.get("fileid") or os.path.splitext(r["path"])[0] for r in rows]
+    dup = first_duplicate(fileids)
+    if dup is not None:
+        raise DataError(
+            f"{path}:{dup[1] + 2}: fileid {fileids[dup[1]][:80]!r} already appears on line "
+            f"{dup[0] + 2}; each fileid must appear once"
+        )
 
     def read(rel: object) -> int:
         info = audio_info(path.parent / str(rel))
@@ -298,8 +327,9 @@ def read_audio_list(source: str | os.PathLike, *, show_progress: bool = True) ->
     if source.is_dir():
         return scan_directory(source, show_progress=show_progress)
     if source.suffix == ".csv" and source.is_file():
-        with open(source, encoding="utf-8-sig") as f:
-            header = [h.strip() for h in f.readline().strip().split(",")]
+        with open(source, "rb") as f:
+            first = f.readline(1 << 20).decode("utf-8-sig", errors="replace")
+        header = [h.strip() for h in first.strip().split(",")]
         if "path" in header and "num_samples" not in header:
             return scan_file_list(source, show_progress=show_progress)
     return read_manifest(source)

@@ -74,7 +74,7 @@ def validate_manifest(
         headers give approximate lengths, such as mp3).
     """
     if not isinstance(manifest, Manifest):
-        manifest = read_manifest(manifest)
+        manifest = read_manifest(manifest, unique=False)  # duplicates are listed below
     report = ValidationReport(manifest.label, len(manifest))
     problems = report.problems
 

@@ -25,6 +25,7 @@ import torch
 
 from spidrkit.errors import DataError
 from spidrkit.units.files import frame_units_by_key, match_keys
+from spidrkit.utils.textfiles import MAX_UNIT_ID, duplicate_error, iter_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,15 @@ def compute_unit_quality(
         vocab_size: codebook size V for the bitrate (default: largest unit + 1).
         tolerance: largest accepted length mismatch, in label frames.
     """
+    if (
+        not (math.isfinite(unit_step) and math.isfinite(label_step))
+        or min(unit_step, label_step) <= 0
+    ):
+        raise DataError(
+            f"unit step {unit_step} and label step {label_step} must be positive seconds"
+        )
+    if tolerance < 0:
+        raise DataError(f"tolerance {tolerance} must be >= 0 frames")
     ratio = unit_step / label_step
     if abs(ratio - round(ratio)) > 1e-6 or round(ratio) < 1:
         raise DataError(
@@ -175,8 +185,11 @@ def compute_unit_quality(
     pnmi, phone_purity, cluster_purity, perplexity, active = metrics_from_counts(counts)
     if vocab_size is None:
         vocab_size = max_unit + 1
-    elif vocab_size <= max_unit:
-        raise DataError(f"vocab size {vocab_size} but unit {max_unit} occurs")
+    elif not max_unit < vocab_size <= MAX_UNIT_ID + 1:
+        raise DataError(
+            f"vocab size {vocab_size} must be above the largest unit ({max_unit}) and at most "
+            f"{MAX_UNIT_ID + 1}"
+        )
     ups = runs / (unit_frames * unit_step)
     return UnitQuality(
         pnmi=pnmi,
@@ -198,21 +211,19 @@ def compute_unit_quality(
 def read_phone_labels(path: str | Path) -> dict[str, list[str]]:
     """Phone labels JSONL ``{"name": fileid, "phones": [...]}`` (one phone per label frame)."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: phone label file not found")
     out: dict[str, list[str]] = {}
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                name, phones = str(row["name"]), [str(p) for p in row["phones"]]
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise DataError(
-                    f"{path}:{lineno}: expected {{'name': fileid, 'phones': [...]}} ({exc!r})"
-                ) from None
-            out[name] = phones
+    first_line: dict[str, int] = {}
+    for lineno, row in iter_jsonl(path, "phone label JSONL"):
+        where = f"{path}:{lineno}"
+        name, phones = row.get("name"), row.get("phones")
+        if not isinstance(name, str) or not name:
+            raise DataError(f"{where}: expected {{'name': fileid, 'phones': [...]}} (no 'name')")
+        if not isinstance(phones, list) or not all(isinstance(p, str) and p for p in phones):
+            raise DataError(f"{where}: 'phones' must be a list of non-empty strings")
+        if name in first_line:
+            raise duplicate_error(path, "utterance", name, first_line[name], lineno)
+        first_line[name] = lineno
+        out[name] = phones
     if not out:
         raise DataError(f"{path}: no utterances")
     return out

@@ -41,6 +41,7 @@ from spidrkit.lm.vocab import PAD
 from spidrkit.train import checkpoint as ckpt
 from spidrkit.train import distributed as D
 from spidrkit.train.monitor import MetricsLogger, format_postfix
+from spidrkit.train.rundir import METRICS_NAME, run_folder, truncate_metrics
 from spidrkit.train.schedule import make_schedule, make_scheduler
 from spidrkit.utils.files import atomic_write
 from spidrkit.utils.progress import progress
@@ -184,9 +185,21 @@ def _stream(
 
 
 def train_lm(
-    cfg: LMTrainConfig, *, resume: bool = True, show_progress: bool = True
+    cfg: LMTrainConfig, *, resume: bool = True, show_progress: bool = True, overwrite: bool = False
 ) -> LMTrainResult:
-    """Train (or resume) the unit LM described by ``cfg``; returns the final metrics."""
+    """Train (or resume) the unit LM described by ``cfg``; returns the final metrics.
+
+    Rank 0 holds the run folder's lock; with ``resume=False`` an earlier run in the folder is
+    refused, or moved aside when ``overwrite`` (:mod:`spidrkit.train.rundir`).
+    """
+    dist = D.init_distributed(cfg.run.device)
+    with run_folder(cfg.run.output_dir, resume=resume, overwrite=overwrite, enabled=dist.is_main):
+        return _train_lm(cfg, dist, resume=resume, show_progress=show_progress)
+
+
+def _train_lm(
+    cfg: LMTrainConfig, dist: D.DistInfo, *, resume: bool, show_progress: bool
+) -> LMTrainResult:
     run = cfg.run
     model_cfg = cfg.model_config()
     if cfg.data.block_size > model_cfg.max_positions:
@@ -194,7 +207,6 @@ def train_lm(
             f"data.block_size = {cfg.data.block_size} exceeds model.max_positions = "
             f"{model_cfg.max_positions}"
         )
-    dist = D.init_distributed(run.device)
     out = Path(run.output_dir)
     torch.manual_seed(run.seed)
     train_batches, valid_batches = build_datasets(cfg, model_cfg)
@@ -217,7 +229,7 @@ def train_lm(
         ),
     )
     step, epoch, index, best = 0, 0, 0, math.inf
-    latest = ckpt.find_latest_checkpoint(out) if resume else None
+    latest = ckpt.latest_valid_checkpoint(out) if resume else None
     if latest is not None:
         state = ckpt.load_checkpoint(latest, map_location=dist.device)
         model.load_state_dict(state["model"])
@@ -244,6 +256,8 @@ def train_lm(
             train_batches.num_tokens,
             len(valid_batches),
         )
+    if dist.is_main:
+        truncate_metrics(out / METRICS_NAME, step)
     logger = MetricsLogger(
         out, enabled=dist.is_main, tensorboard=run.tensorboard, config=to_dict(cfg)
     )

@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from spidrkit.audio.io import AUDIO_EXTENSIONS
 from spidrkit.errors import DataError
+from spidrkit.utils.textfiles import duplicate_error, iter_lines
 
 TaskKind = Literal["lexical", "syntactic", "storycloze"]
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -128,25 +129,37 @@ def _audio_index(folder: Path) -> dict[str, Path]:
 
 
 def _read_gold(path: Path, kind: TaskKind | None) -> tuple[TaskKind, list[GoldItem]]:
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
+    """Rows of a gold.csv; bounded lines, UTF-8, one row per filename (errors name the line)."""
+    lines = (text for _, text in iter_lines(path, "gold.csv", max_line_bytes=1 << 20))
+    reader = csv.DictReader(lines)
+    try:
         columns = [c.strip() for c in reader.fieldnames or []]
         kind = kind or detect_kind(columns)
         missing = [c for c in REQUIRED_COLUMNS[kind] if c not in columns]
         if missing:
             raise DataError(
                 f"{path}: a {kind} gold.csv needs columns {list(REQUIRED_COLUMNS[kind])}; "
-                f"missing {missing} (found {columns})"
+                f"missing {missing}"
             )
         items = []
-        for lineno, row in enumerate(reader, 2):
-            row = {k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
+        first_line: dict[str, int] = {}
+        for row in reader:
+            lineno = reader.line_num
             where = f"{path}:{lineno}"
+            if None in row or any(v is None for v in row.values()):
+                raise DataError(f"{where}: expected {len(reader.fieldnames or [])} columns")
+            row = {k.strip(): v.strip() for k, v in row.items()}
+            name = row["filename"]
+            if not name or not row["id"]:
+                raise DataError(f"{where}: empty 'filename' or 'id'")
+            if Path(name).suffix.lower() in AUDIO_EXTENSIONS:
+                name = Path(name).with_suffix("").as_posix()
+            if name in first_line:
+                raise duplicate_error(path, "filename", name, first_line[name], lineno)
+            first_line[name] = lineno
             items.append(
                 GoldItem(
-                    filename=Path(row["filename"]).with_suffix("").as_posix()
-                    if Path(row["filename"]).suffix.lower() in AUDIO_EXTENSIONS
-                    else row["filename"],
+                    filename=name,
                     correct=_parse_correct(row["correct"], where),
                     id=row["id"],
                     voice=row.get("voice", ""),
@@ -155,6 +168,8 @@ def _read_gold(path: Path, kind: TaskKind | None) -> tuple[TaskKind, list[GoldIt
                     frequency=_parse_frequency(row.get("frequency")),
                 )
             )
+    except csv.Error as exc:
+        raise DataError(f"{path}:{reader.line_num + 1}: not a valid CSV line ({exc})") from None
     if not items:
         raise DataError(f"{path}: gold.csv has no rows")
     return kind, items

@@ -50,6 +50,12 @@ def read_torch_file(path: str | Path) -> Any:
         raise CheckpointError(f"{path}: checkpoint not found")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: checkpoint is empty (0 bytes); the write was interrupted?")
+    from spidrkit.train.checkpoint import digest_path, verify_checkpoint
+
+    if digest_path(path).is_file() or zipfile.is_zipfile(path):
+        problem = verify_checkpoint(path)
+        if problem is not None:
+            raise CheckpointError(f"{path}: cannot use checkpoint: {problem}")
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)

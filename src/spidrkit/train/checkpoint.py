@@ -8,13 +8,18 @@ Layout of ``<dir>/checkpoint_<step:08d>.pt`` (the official keys first, then ours
 
 A file only ever appears under its final name through one ``os.replace`` of a fully written,
 fsynced temporary file, so a run killed at any moment leaves the previous checkpoint or the new one.
-:func:`find_latest_checkpoint` also checks that a candidate's zip directory is readable and skips
-anything truncated. Loading always uses ``torch.load(..., weights_only=True)``, which is
-why the RNG states are stored as tensors and plain Python values (no numpy arrays).
+Beside each checkpoint, ``checkpoint_<step>.pt.sha256`` holds the SHA-256 of its bytes (the format
+of ``sha256sum``, so ``sha256sum -c`` checks it too). :func:`verify_checkpoint` checks that digest
+(or, for a file without one, the CRC-32 of every zip record), so a truncated or byte-corrupted
+checkpoint is detected before it is used: :func:`find_latest_checkpoint` skips it and
+:func:`latest_valid_checkpoint` (used to resume) renames it ``*.pt.corrupt`` so it neither counts
+as the newest checkpoint nor is ever deleted. Loading always uses ``torch.load(...,
+weights_only=True)``, which is why the RNG states are stored as tensors and plain Python values.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -110,13 +115,66 @@ def list_checkpoints(directory: str | Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def _looks_complete(path: Path) -> bool:
-    """A torch.save file is a zip; a truncated one has no readable central directory."""
+DIGEST_SUFFIX = ".sha256"
+_HASH_CHUNK = 4 << 20
+
+
+def digest_path(path: str | Path) -> Path:
+    """``checkpoint_<step>.pt.sha256``: the SHA-256 written with the checkpoint."""
+    path = Path(path)
+    return path.with_name(path.name + DIGEST_SUFFIX)
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_HASH_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify_checkpoint(path: str | Path) -> str | None:
+    """None when ``path`` is intact, else what is wrong with it (one phrase).
+
+    With a ``.sha256`` file beside it the whole content is compared with that digest; without one
+    (older or foreign checkpoints) the zip directory and every record's CRC-32 are checked.
+    """
+    path = Path(path)
+    digest = digest_path(path)
     try:
+        if digest.is_file():
+            expected = digest.read_text(encoding="ascii", errors="replace").split()[:1]
+            if not expected or len(expected[0]) != 64:
+                return f"unreadable checksum file {digest.name}"
+            if file_sha256(path) != expected[0].lower():
+                return f"content does not match its SHA-256 in {digest.name} (corrupted)"
+            return None
         with zipfile.ZipFile(path) as zf:
-            return len(zf.namelist()) > 0
-    except (zipfile.BadZipFile, OSError):
-        return False
+            if not zf.namelist():
+                return "empty checkpoint archive"
+            bad = zf.testzip()
+            if bad is not None:
+                return f"record {bad!r} fails its CRC check (corrupted)"
+    except zipfile.BadZipFile:
+        return "truncated or not a checkpoint (no readable zip directory)"
+    except (OSError, EOFError, zipfile.LargeZipFile, NotImplementedError, ValueError) as exc:
+        return f"unreadable ({type(exc).__name__}: {exc})"
+    return None
+
+
+class _HashingWriter:
+    """A write-only file wrapper that hashes what goes through it (torch.save writes sequentially)."""
+
+    def __init__(self, f: Any) -> None:
+        self.f = f
+        self.h = hashlib.sha256()
+
+    def write(self, data: Any) -> int:
+        self.h.update(data)
+        return self.f.write(data)
+
+    def flush(self) -> None:
+        self.f.flush()
 
 
 def save_checkpoint(
@@ -144,26 +202,43 @@ def save_checkpoint(
             f.write("\n")
     path = checkpoint_path(directory, step)
     with atomic_write(path, "wb") as f:
-        torch.save(state, f)
+        writer = _HashingWriter(f)
+        torch.save(state, writer)  # type: ignore[arg-type]  # a write-only file object
+        # the digest lands first: a checkpoint never appears without its checksum
+        with atomic_write(digest_path(path), "w") as d:
+            d.write(f"{writer.h.hexdigest()}  {path.name}\n")
         if before_replace is not None:
             f.flush()
             os.fsync(f.fileno())
             before_replace()
-    prune_checkpoints(directory, keep_last or None)
+    prune_checkpoints(directory, keep_last or None, newest=step)
     return path
 
 
-def prune_checkpoints(directory: str | Path, keep_last: int | None) -> list[Path]:
-    """Delete all but the ``keep_last`` newest checkpoints (None: keep all) and stale temporary
-    files left by interrupted writes."""
+def prune_checkpoints(
+    directory: str | Path, keep_last: int | None, *, newest: int | None = None
+) -> list[Path]:
+    """Delete all but the ``keep_last`` newest checkpoints (None: keep all), stale temporary files
+    left by interrupted writes and checksum files whose checkpoint is gone.
+
+    ``newest``: the step just written; checkpoints of later steps (another run's) are never deleted
+    and do not count among the kept ones.
+    """
     removed = []
-    old = list_checkpoints(directory)[:-keep_last] if keep_last else []
+    found = list_checkpoints(directory)
+    if newest is not None:
+        found = [(s, p) for s, p in found if s <= newest]
+    old = found[:-keep_last] if keep_last else []
     for _, p in old:
         p.unlink(missing_ok=True)
+        digest_path(p).unlink(missing_ok=True)
         removed.append(p)
-    for p in Path(directory).glob(".checkpoint_*.pt.*.tmp"):
+    for p in Path(directory).glob(".checkpoint_*.pt*.tmp"):
         p.unlink(missing_ok=True)
         removed.append(p)
+    for p in Path(directory).glob("checkpoint_*.pt" + DIGEST_SUFFIX):
+        if not p.with_name(p.name.removesuffix(DIGEST_SUFFIX)).exists():
+            p.unlink(missing_ok=True)
     return removed
 
 
@@ -171,11 +246,29 @@ def prune_checkpoints(directory: str | Path, keep_last: int | None) -> list[Path
 
 
 def find_latest_checkpoint(directory: str | Path) -> Path | None:
-    """The newest complete checkpoint in ``directory`` (truncated files are skipped), or None."""
+    """The newest intact checkpoint in ``directory`` (corrupt ones are skipped), or None."""
     for step, p in reversed(list_checkpoints(directory)):
-        if _looks_complete(p):
+        problem = verify_checkpoint(p)
+        if problem is None:
             return p
-        log.warning("skipping incomplete checkpoint %s (step %d)", p, step)
+        log.warning("skipping checkpoint %s (step %d): %s", p, step, problem)
+    return None
+
+
+def latest_valid_checkpoint(directory: str | Path) -> Path | None:
+    """Like :func:`find_latest_checkpoint`, for resuming: every corrupt checkpoint newer than the
+    one returned is renamed ``checkpoint_<step>.pt.corrupt`` (kept, never pruned, no longer
+    counted), so the resumed run cannot mistake it for its newest checkpoint."""
+    for step, p in reversed(list_checkpoints(directory)):
+        problem = verify_checkpoint(p)
+        if problem is None:
+            return p
+        aside = p.with_name(p.name + ".corrupt")
+        os.replace(p, aside)
+        digest = digest_path(p)
+        if digest.exists():
+            os.replace(digest, aside.with_name(p.name + DIGEST_SUFFIX + ".corrupt"))
+        log.warning("checkpoint %s (step %d): %s; set aside as %s", p, step, problem, aside.name)
     return None
 
 
@@ -184,6 +277,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
+    problem = verify_checkpoint(path)
+    if problem is not None:
+        raise CheckpointError(f"{path}: {problem}; use an earlier checkpoint")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated zip, unpickling refused, ...

@@ -240,12 +240,37 @@ def train_config_from_dict(data: dict[str, Any], overrides: list[str] | None = N
                 model = from_dict(config_class(model_type), model_data)
             except ConfigError as exc:
                 errors += [f"model.{p}" for p in _problems(exc)]
+    if base is not None and model is not None:
+        errors += _cross_checks(base, model)
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
     assert base is not None and model is not None
     return TrainConfig(
         **{f.name: getattr(base, f.name) for f in dataclasses.fields(_Sections)}, model=model
     )
+
+
+def min_samples_for_one_frame(model: SpidRConfig | DinoSRConfig) -> int:
+    """Shortest waveform (samples) the feature extractor turns into one frame (400 officially)."""
+    need = 1
+    for _, kernel, stride in reversed(model.extractor_conv_layer_config):
+        need = (need - 1) * stride + kernel
+    return need
+
+
+def _cross_checks(base: _Sections, model: SpidRConfig | DinoSRConfig) -> list[str]:
+    """Problems that involve two sections."""
+    errors: list[str] = []
+    try:
+        need = min_samples_for_one_frame(model)
+    except (TypeError, ValueError):  # a malformed conv config is reported by its own check
+        return errors
+    if base.data.min_sample_size < need:
+        errors.append(
+            f"data.min_sample_size: {base.data.min_sample_size} samples is shorter than the "
+            f"feature extractor's receptive field ({need} samples, one frame); set it >= {need}"
+        )
+    return errors
 
 
 def _problems(exc: ConfigError) -> list[str]:

@@ -30,6 +30,7 @@ from spidrkit.train.config import TrainConfig
 from spidrkit.train.distributed import DistInfo
 from spidrkit.train.monitor import CodebookMonitor, MetricsLogger, format_postfix
 from spidrkit.train.optim import autocast
+from spidrkit.train.rundir import METRICS_NAME, run_folder, truncate_metrics
 from spidrkit.train.trainer import KILL_ENV, Trainer, _kill_point
 from spidrkit.utils.progress import progress
 
@@ -199,15 +200,32 @@ class _Window:
         }
 
 
-def fit(cfg: TrainConfig, dist: DistInfo | None = None) -> FitResult:
-    """Train until ``run.max_steps`` (resuming if a checkpoint exists); returns a :class:`FitResult`."""
+def fit(cfg: TrainConfig, dist: DistInfo | None = None, *, overwrite: bool = False) -> FitResult:
+    """Train until ``run.max_steps`` (resuming if a checkpoint exists); returns a :class:`FitResult`.
+
+    Rank 0 holds the run folder's lock throughout; with ``run.resume = false`` an existing run in
+    ``run.output_dir`` is refused, or moved aside when ``overwrite`` (:mod:`spidrkit.train.rundir`).
+    """
     if not cfg.data.train_manifests:
         from spidrkit.errors import ConfigError
 
         raise ConfigError("data.train_manifests is empty: --set data.train_manifests=PATH.csv")
     trainer = Trainer(cfg, dist)
+    with run_folder(
+        cfg.output_dir,
+        cfg.checkpoint_dir,
+        resume=cfg.run.resume,
+        overwrite=overwrite,
+        enabled=trainer.dist.is_main,
+    ):
+        return _fit(cfg, trainer)
+
+
+def _fit(cfg: TrainConfig, trainer: Trainer) -> FitResult:
     dist = trainer.dist
     rng_state = trainer.resume() if cfg.run.resume else None
+    if dist.is_main:
+        truncate_metrics(cfg.output_dir / METRICS_NAME, trainer.step)
     logger = MetricsLogger(
         cfg.output_dir,
         enabled=dist.is_main,

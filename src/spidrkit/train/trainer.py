@@ -331,7 +331,7 @@ class Trainer:
     def resume(self) -> dict[str, Any] | None:
         """Load the newest complete checkpoint of the run, if any; returns this rank's RNG state,
         to be restored (:func:`restore_rng_state`) once the data iterator exists."""
-        path = ckpt.find_latest_checkpoint(self.cfg.checkpoint_dir)
+        path = ckpt.latest_valid_checkpoint(self.cfg.checkpoint_dir)
         if path is None:
             return None
         state = ckpt.load_checkpoint(path, map_location="cpu")

@@ -34,10 +34,12 @@ import torch
 from torch import nn
 
 from spidrkit.audio.io import SAMPLE_RATE
-from spidrkit.errors import ConfigError
+from spidrkit.errors import ConfigError, DataError
 from spidrkit.models.inference import layer_features, plan_batches
 from spidrkit.models.spidr import DinoSR, SpidR
 from spidrkit.units.files import feature_path, save_features
+from spidrkit.utils.paths import inside
+from spidrkit.utils.textfiles import check_finite_features
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +242,31 @@ def run_batch(
     return results
 
 
+def _source(item: AudioItem) -> str:
+    """Where an item's fileid was read: ``manifest.csv row 12`` (or the audio path)."""
+    if item.manifest is not None and item.index >= 0:
+        return f"{item.manifest.label} row {item.index + 1}"
+    return item.path
+
+
+def check_output_names(items: Sequence[AudioItem]) -> None:
+    """Refuse fileids that would be written outside the output folder or onto each other.
+
+    Two rows with one fileid would write one file and count two; a fileid like ``../x`` or
+    ``/abs/x`` would write outside ``--out``. Every problem is checked before anything is written.
+    """
+    first: dict[str, AudioItem] = {}
+    for item in items:
+        inside(".", item.fileid, source=_source(item))
+        other = first.setdefault(item.fileid, item)
+        if other is not item:
+            raise DataError(
+                f"{_source(item)}: fileid {item.fileid[:80]!r} is also the fileid of "
+                f"{_source(other)}; each output file needs its own fileid (two files that differ "
+                "only by extension?)"
+            )
+
+
 @dataclass
 class ExtractStats:
     """What one extraction run did (on this rank)."""
@@ -283,6 +310,7 @@ def extract_features(
             for lay in layers
         }
 
+    check_output_names(items)
     mine = shard(items, rank, world)
     todo = [it for it in mine if not all(p.exists() for p in paths(it).values())]
     skipped = len(mine) - len(todo)
@@ -315,6 +343,7 @@ def extract_features(
         on_batch=on_batch,
     ):
         for layer, path in paths(item).items():
+            check_finite_features(feats[layer], f"{item.path} (layer {layer})")
             save_features(path, feats[layer].to(dtype), fmt)
     bar.close()
     return ExtractStats(len(todo), skipped, seconds, time.perf_counter() - start)

@@ -28,6 +28,14 @@ import torch
 from spidrkit.audio.io import AUDIO_EXTENSIONS
 from spidrkit.errors import DataError
 from spidrkit.utils.files import atomic_write
+from spidrkit.utils.paths import inside, is_safe_relative
+from spidrkit.utils.textfiles import (
+    check_finite_features,
+    duplicate_error,
+    durations,
+    iter_jsonl,
+    unit_ids,
+)
 
 FEATURE_SUFFIXES = (".pt", ".npy")
 """Extensions of feature files."""
@@ -107,55 +115,51 @@ def write_units(
     return len(records)
 
 
-def _int_list(value: Any, what: str) -> list[int]:
-    if not isinstance(value, list) or not all(
-        isinstance(v, int) and not isinstance(v, bool) for v in value
-    ):
-        raise ValueError(f"'{what}' must be a list of integers")
-    return value
-
-
 def read_units(path: str | Path, *, allow_empty: bool = False) -> list[Units]:
-    """Read and validate a units JSONL file (see the module docstring); errors name file:line."""
+    """Read and validate a units JSONL file (see the module docstring); errors name file:line.
+
+    Lines are read with a length cap; each must be a JSON object with a string ``audio`` (or
+    ``fileid`` / ``name``), ``units`` integers in ``[0, MAX_UNIT_ID]`` and, when present, one
+    ``durations`` integer >= 1 per unit. One ``audio`` may appear once.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: units file not found (make one with `spidrkit units`)")
     out = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                if not isinstance(rec, dict):
-                    raise TypeError("not an object")
-                audio = next((rec[k] for k in ("audio", "fileid", "name") if k in rec), None)
-                if audio is None:
-                    raise KeyError("audio")
-                units = _int_list(rec.get("units"), "units")
-                raw = rec.get("durations")
-                durations = None if raw is None else _int_list(raw, "durations")
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                raise DataError(
-                    f'{path}:{n}: expected {{"audio": ..., "units": [int, ...], '
-                    f'"durations": [int, ...]}} ({exc})'
-                ) from None
-            if durations is not None and (
-                len(durations) != len(units) or any(d < 1 for d in durations)
-            ):
-                raise DataError(
-                    f"{path}:{n}: 'durations' must hold one integer >= 1 per unit "
-                    f"({len(units)} units, {len(durations)} durations)"
-                )
-            out.append(Units(str(audio), units, durations))
+    first_line: dict[str, int] = {}
+    for n, rec in iter_jsonl(path, "units file (make one with `spidrkit units`)"):
+        where = f"{path}:{n}"
+        audio = next((rec[k] for k in ("audio", "fileid", "name") if k in rec), None)
+        if not isinstance(audio, str) or not audio:
+            raise DataError(
+                f'{where}: expected {{"audio": "...", "units": [int, ...], "durations": [int, ...]}}'
+            )
+        units = unit_ids(rec.get("units"), where)
+        raw = rec.get("durations")
+        u = Units(audio, units, None if raw is None else durations(raw, where, len(units)))
+        if audio in first_line:
+            raise duplicate_error(path, "audio", audio, first_line[audio], n)
+        first_line[audio] = n
+        out.append(u)
     if not out and not allow_empty:
         raise DataError(f"{path}: no utterances in this units file")
     return out
 
 
 def frame_units_by_key(path: str | Path) -> dict[str, torch.Tensor]:
-    """Units JSONL -> ``{key: LongTensor [frames]}``, durations expanded (one unit per frame)."""
-    return {r.key: torch.tensor(r.frames(), dtype=torch.long) for r in read_units(path)}
+    """Units JSONL -> ``{key: LongTensor [frames]}``, durations expanded (one unit per frame).
+
+    Two lines whose ``audio`` differ only by extension (``a`` and ``a.flac``) share a key: refused.
+    """
+    out: dict[str, torch.Tensor] = {}
+    seen: dict[str, str] = {}
+    for r in read_units(path):
+        if r.key in seen:
+            raise DataError(
+                f"{path}: {seen[r.key]!r} and {r.audio!r} both name utterance {r.key!r}; "
+                "each utterance must appear once"
+            )
+        seen[r.key] = r.audio
+        out[r.key] = torch.tensor(r.frames(), dtype=torch.long)
+    return out
 
 
 # -- names -----------------------------------------------------------------------------------------
@@ -225,7 +229,7 @@ def match_keys(keys: Iterable[str], names: Iterable[str], source: str = "units")
 def feature_path(out_dir: str | Path, fileid: str, layer: int | None, fmt: str) -> Path:
     """``<out>/<fileid>.<fmt>``, or ``<out>/layer<L>/<fileid>.<fmt>`` when ``layer`` is given."""
     base = Path(out_dir) if layer is None else Path(out_dir) / f"layer{layer}"
-    return base / f"{fileid}.{fmt}"
+    return inside(base, fileid, f".{fmt}")  # never outside out_dir (absolute, "..", empty)
 
 
 def save_features(path: Path, feats: torch.Tensor, fmt: str) -> None:
@@ -240,16 +244,18 @@ def save_features(path: Path, feats: torch.Tensor, fmt: str) -> None:
 def load_features(path: str | Path) -> torch.Tensor:
     """One ``[frames, dim]`` tensor from a ``.pt`` or ``.npy`` file.
 
-    A leading batch dimension of 1 is dropped and a 1-D tensor becomes ``[frames, 1]``.
+    A leading batch dimension of 1 is dropped and a 1-D tensor becomes ``[frames, 1]``. Refused:
+    anything but a real-valued tensor, and any NaN or infinite value.
     """
     path = Path(path)
     try:
         if path.suffix == ".npy":
-            x = torch.from_numpy(np.load(path))
+            x = torch.from_numpy(np.load(path, allow_pickle=False))
         else:
             x = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any reader failure is a data problem
-        raise DataError(f"{path}: cannot read features ({exc})") from exc
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise DataError(f"{path}: cannot read features ({first})") from None
     if not isinstance(x, torch.Tensor):
         raise DataError(f"{path}: expected a tensor [frames, dim], found {type(x).__name__}")
     if x.dim() == 3 and x.shape[0] == 1:
@@ -258,7 +264,9 @@ def load_features(path: str | Path) -> torch.Tensor:
         x = x[:, None]
     if x.dim() != 2:
         raise DataError(f"{path}: expected a tensor [frames, dim], found shape {tuple(x.shape)}")
-    return x
+    if not (x.is_floating_point() or x.dtype in (torch.int64, torch.int32, torch.int16)):
+        raise DataError(f"{path}: expected real-valued features, found dtype {x.dtype}")
+    return check_finite_features(x, str(path))
 
 
 def _feature_files(folder: Path) -> Iterator[Path]:
@@ -289,6 +297,8 @@ class FeatureFolder(Mapping[str, torch.Tensor]):
             raise DataError(f"{self.root}: features folder not found")
 
     def _path(self, fileid: str) -> Path | None:
+        if not is_safe_relative(fileid):  # an item file cannot reach outside the folder
+            return None
         for ext in FEATURE_SUFFIXES:
             p = self.root / f"{fileid}{ext}"
             if p.is_file():

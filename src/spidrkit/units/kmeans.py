@@ -24,6 +24,7 @@ import torch
 
 from spidrkit.errors import CheckpointError, ConfigError, DataError
 from spidrkit.utils.files import atomic_write
+from spidrkit.utils.textfiles import check_finite_features
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,7 @@ class KMeans:
                 f"dimension {self.dim} (layer {self.meta.get('layer')}); extract the same layer "
                 "with the same model as the k-means was trained on"
             )
+        check_finite_features(features, "features given to k-means")
         c = self.centroids.to(features.device)
         return assign(features, c)[0]
 
@@ -139,7 +141,16 @@ class KMeans:
             raise CheckpointError(
                 f"{path} is not a spidrkit k-means file (expected a dict with 'centroids')"
             )
-        return cls(obj["centroids"].float().to(device), dict(obj.get("meta") or {}))
+        centroids = obj["centroids"]
+        if centroids.dim() != 2 or centroids.shape[0] < 1 or not centroids.is_floating_point():
+            raise CheckpointError(
+                f"{path}: 'centroids' must be a float tensor [k, dim], found "
+                f"{centroids.dtype} {tuple(centroids.shape)}"
+            )
+        if not bool(torch.isfinite(centroids).all()):
+            raise CheckpointError(f"{path}: centroids hold NaN or infinite values; retrain it")
+        meta = obj.get("meta")
+        return cls(centroids.float().to(device), dict(meta) if isinstance(meta, dict) else {})
 
 
 @dataclass(frozen=True)
@@ -188,6 +199,7 @@ def fit_kmeans(
         raise ConfigError("; ".join(errs))
     if frames.ndim != 2:
         raise DataError(f"k-means needs frames of shape [n, dim], got {tuple(frames.shape)}")
+    check_finite_features(frames, "k-means training frames")
     n, dim = frames.shape
     k = config.k
     if n < k:

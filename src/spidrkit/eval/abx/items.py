@@ -33,6 +33,7 @@ __all__ = [
     "read_item_file",
     "read_units_jsonl",
 ]
+from spidrkit.utils.textfiles import duplicate_error, iter_lines
 
 ITEM_HEADER = ["#file", "onset", "offset", "#phone", "prev-phone", "next-phone", "speaker"]
 # Tolerance (in frames) on the inclusive frame boundaries, so that 0.09 s is "on" frame 4 at 20 ms
@@ -85,41 +86,46 @@ class Items:
 
 
 def read_item_file(path: str | Path) -> Items:
-    """Parse an ABX item file; errors name the file and the line."""
+    """Parse an ABX item file; errors name the file and the line.
+
+    Refused: a wrong header, a line without 7 fields, onset/offset that are not finite numbers with
+    ``0 <= onset <= offset``, and the same (file, onset, offset) twice (it would count twice).
+    """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: item file not found")
     rows = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            fields = line.split()
-            if lineno == 1:
-                if fields != ITEM_HEADER:
-                    raise DataError(
-                        f"{path}:1: expected the item header {' '.join(ITEM_HEADER)!r}, "
-                        f"found {line.strip()!r}"
-                    )
-                continue
-            if not fields:
-                continue
-            if len(fields) != 7:
+    seen: dict[tuple[str, float, float], int] = {}
+    for lineno, line in iter_lines(path, "ABX item file"):
+        fields = line.split()
+        if lineno == 1:
+            if fields != ITEM_HEADER:
                 raise DataError(
-                    f"{path}:{lineno}: expected 7 space-separated fields "
-                    f"(file onset offset phone prev next speaker), found {len(fields)}"
+                    f"{path}:1: expected the item header {' '.join(ITEM_HEADER)!r}; "
+                    "is this an item file?"
                 )
-            try:
-                onset, offset = float(fields[1]), float(fields[2])
-            except ValueError:
-                raise DataError(
-                    f"{path}:{lineno}: onset/offset must be numbers in seconds, "
-                    f"found {fields[1]!r} {fields[2]!r}"
-                ) from None
-            if not (math.isfinite(onset) and math.isfinite(offset)) or offset < onset or onset < 0:
-                raise DataError(
-                    f"{path}:{lineno}: need 0 <= onset <= offset, "
-                    f"found onset={onset} offset={offset}"
-                )
-            rows.append((fields[0], onset, offset, fields[3], fields[4], fields[5], fields[6]))
+            continue
+        if not fields:
+            continue
+        if len(fields) != 7:
+            raise DataError(
+                f"{path}:{lineno}: expected 7 space-separated fields "
+                f"(file onset offset phone prev next speaker), found {len(fields)}"
+            )
+        try:
+            onset, offset = float(fields[1]), float(fields[2])
+        except ValueError:
+            raise DataError(
+                f"{path}:{lineno}: onset/offset must be numbers in seconds, "
+                f"found {fields[1][:20]!r} {fields[2][:20]!r}"
+            ) from None
+        if not (math.isfinite(onset) and math.isfinite(offset)) or offset < onset or onset < 0:
+            raise DataError(
+                f"{path}:{lineno}: need 0 <= onset <= offset, found onset={onset} offset={offset}"
+            )
+        key = (fields[0], onset, offset)
+        if key in seen:
+            raise duplicate_error(path, "item", " ".join(fields[:3]), seen[key], lineno)
+        seen[key] = lineno
+        rows.append((fields[0], onset, offset, fields[3], fields[4], fields[5], fields[6]))
     if not rows:
         raise DataError(f"{path}: no items after the header")
     return Items.from_rows(rows)

@@ -10,6 +10,7 @@ import torch
 from spidrkit.audio.io import AUDIO_EXTENSIONS, SAMPLE_RATE
 from spidrkit.errors import DataError
 from spidrkit.utils.progress import progress
+from spidrkit.utils.textfiles import check_finite_features
 
 
 def find_audio(fileids: Sequence[str], root: str | Path | None = None, manifest=None) -> dict:
@@ -62,7 +63,10 @@ def model_features(
         feats = encoder.features(wavs, sample_rate=SAMPLE_RATE, layers=list(layers))
         for fid, per_layer in zip(chunk, feats, strict=True):
             for layer in layers:
-                out[layer][fid] = per_layer[layer].detach().to("cpu", dtype)
+                x = check_finite_features(
+                    per_layer[layer].detach(), f"{audio[fid]} (layer {layer})"
+                )
+                out[layer][fid] = x.to("cpu", dtype)
         bar.update(len(chunk))
     bar.close()
     return out

@@ -1,0 +1,528 @@
+"""Bad inputs and faults (issue 11): each ends in a one-line error naming the input, or in correct,
+reported handling, and no earlier output is lost. The parsers are fuzzed in test_fuzz_parsers.py."""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+
+from spidrkit.cli.main import main as cli_main
+from spidrkit.errors import CheckpointError, ConfigError, DataError, OutputError, worker_message
+from spidrkit.train import checkpoint as ckpt
+from spidrkit.train.config import load_train_config
+from spidrkit.train.loop import fit
+from spidrkit.train.rundir import run_folder, truncate_metrics
+from train_helpers import REPO, TINY_TOML, make_corpus, tiny_overrides
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return make_corpus(tmp_path_factory.mktemp("corpus"), n=6)
+
+
+def _cfg(corpus, out, **extra):
+    return load_train_config(TINY_TOML, tiny_overrides(corpus, out, **extra))
+
+
+def _cli(capsys, *args):
+    """Run ``spidrkit ARGS`` in-process: (exit code, stderr)."""
+    code = cli_main([str(a) for a in args])
+    return code, capsys.readouterr().err
+
+
+def _one_line_error(code, err, *needles):
+    assert code == 2, err
+    lines = [x for x in err.strip().splitlines() if x.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for n in needles:
+        assert n in lines[0], lines[0]
+    return lines[0]
+
+
+# ------------------------------------------------------------------------------------ run folders
+
+
+def test_resume_false_into_existing_run_refuses_then_overwrite_moves_it_aside(corpus, tmp_path):
+    out = tmp_path / "run"
+    first = fit(_cfg(corpus, out, **{"run.max_steps": 4}))
+    before = {p.name: p.read_bytes() for p in (out / "checkpoints").iterdir()}
+    metrics = (out / "metrics.jsonl").read_bytes()
+    with pytest.raises(ConfigError, match="already holds a run.*--overwrite"):
+        fit(_cfg(corpus, out, **{"run.max_steps": 2, "run.resume": "false"}))
+    after = {p.name: p.read_bytes() for p in (out / "checkpoints").iterdir()}
+    assert after == before and (out / "metrics.jsonl").read_bytes() == metrics
+    result = fit(_cfg(corpus, out, **{"run.max_steps": 2, "run.resume": "false"}), overwrite=True)
+    assert result.step == 2 and result.checkpoint.name == "checkpoint_00000002.pt"
+    (aside,) = out.glob("replaced-*")
+    kept = {p.name: p.read_bytes() for p in (aside / "checkpoints").iterdir()}
+    assert kept == before and (aside / "metrics.jsonl").read_bytes() == metrics
+    assert first.checkpoint.name in kept
+    steps = [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2]
+
+
+def test_cli_train_resume_false_exits_2_with_one_line(corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    sets = tiny_overrides(corpus, out, **{"run.max_steps": 2})
+    args = ["train", TINY_TOML, *sum((["--set", s] for s in sets), [])]
+    assert _cli(capsys, *args)[0] == 0
+    code, err = _cli(capsys, *args, "--set", "run.resume=false")
+    _one_line_error(code, err, str(out), "--overwrite")
+
+
+def test_every_checkpoint_corrupt_restart_keeps_its_own(corpus, tmp_path):
+    out = tmp_path / "run"
+    fit(_cfg(corpus, out, **{"run.max_steps": 6, "run.save_interval": 3}))
+    for _, p in ckpt.list_checkpoints(out / "checkpoints"):
+        data = bytearray(p.read_bytes())
+        data[len(data) // 3] ^= 0xFF  # zip directory intact, content wrong
+        p.write_bytes(bytes(data))
+    result = fit(_cfg(corpus, out, **{"run.max_steps": 2, "run.keep_last": "1"}))
+    assert result.step == 2 and result.checkpoint.name == "checkpoint_00000002.pt"
+    ckdir = out / "checkpoints"
+    assert [s for s, _ in ckpt.list_checkpoints(ckdir)] == [2]
+    assert sorted(p.name for p in ckdir.glob("*.corrupt")) == [
+        "checkpoint_00000003.pt.corrupt",
+        "checkpoint_00000003.pt.sha256.corrupt",
+        "checkpoint_00000006.pt.corrupt",
+        "checkpoint_00000006.pt.sha256.corrupt",
+    ]
+
+
+def test_byte_corrupted_checkpoint_is_detected_by_its_checksum(tmp_path):
+    good = ckpt.save_checkpoint(tmp_path, 1, {"model": {"w": torch.ones(5000)}}, keep_last=0)
+    bad = ckpt.save_checkpoint(tmp_path, 2, {"model": {"w": torch.ones(5000)}}, keep_last=0)
+    assert ckpt.digest_path(bad).read_text().endswith("  checkpoint_00000002.pt\n")
+    data = bytearray(bad.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    bad.write_bytes(bytes(data))
+    assert "SHA-256" in ckpt.verify_checkpoint(bad)
+    with pytest.raises(CheckpointError, match="checkpoint_00000002.pt: .*corrupted"):
+        ckpt.load_checkpoint(bad)
+    assert ckpt.find_latest_checkpoint(tmp_path) == good
+    ckpt.digest_path(bad).unlink()  # without its checksum, the zip CRCs still catch it
+    assert "CRC" in ckpt.verify_checkpoint(bad)
+
+
+def test_second_run_on_one_folder_is_refused_while_the_first_holds_it(corpus, tmp_path):
+    out = tmp_path / "run"
+    with run_folder(out, out / "checkpoints", resume=True):
+        with pytest.raises(ConfigError, match="another run is writing to this folder"):
+            fit(_cfg(corpus, out, **{"run.max_steps": 1}))
+    assert fit(_cfg(corpus, out, **{"run.max_steps": 1})).step == 1  # released
+
+
+def test_lock_is_held_across_processes(tmp_path):
+    code = (
+        "import sys, time; from spidrkit.train.rundir import run_folder\n"
+        f"with run_folder({str(tmp_path)!r}, resume=True):\n"
+        "    print('held', flush=True); time.sleep(30)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, env=env)
+    try:
+        assert proc.stdout.readline().strip() == b"held"
+        with pytest.raises(ConfigError, match=f"pid {proc.pid}"):
+            with run_folder(tmp_path, resume=True):
+                pass
+    finally:
+        proc.kill()
+        proc.wait()
+    with run_folder(tmp_path, resume=True):  # a killed holder leaves no stale lock
+        pass
+
+
+def test_resumed_steps_appear_once_in_metrics(corpus, tmp_path):
+    out = tmp_path / "run"
+    fit(_cfg(corpus, out, **{"run.max_steps": 5}))  # checkpoints 2, 4 and 5
+    for p in (out / "checkpoints").glob("checkpoint_00000005.pt*"):
+        p.unlink()  # as if killed after logging step 5, before its checkpoint
+    fit(_cfg(corpus, out, **{"run.max_steps": 6}))
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r["split"] == "train"] == [1, 2, 3, 4, 5, 6]
+
+
+def test_truncate_metrics_drops_later_and_torn_lines(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    rows = [{"step": s, "split": "train", "loss": 1.0} for s in (1, 2, 3)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 4, "spl')
+    assert truncate_metrics(path, 2) == 2
+    assert [json.loads(x)["step"] for x in path.read_text().splitlines()] == [1, 2]
+
+
+def test_lm_train_no_resume_into_existing_run_is_refused(tmp_path):
+    from spidrkit.config import from_dict
+    from spidrkit.lm.config import LMTrainConfig
+    from spidrkit.lm.train import train_lm
+
+    units = tmp_path / "u.jsonl"
+    rng = np.random.default_rng(0)
+    units.write_text(
+        "".join(
+            json.dumps({"audio": f"a{i}", "units": rng.integers(0, 8, 40).tolist()}) + "\n"
+            for i in range(12)
+        )
+    )
+    cfg = from_dict(
+        LMTrainConfig,
+        {
+            "preset": "lm_tiny",
+            "model": {"num_units": 8, "max_positions": 64},
+            "data": {"train": str(units), "block_size": 32, "max_tokens": 256},
+            "run": {
+                "output_dir": str(tmp_path / "lm"),
+                "max_steps": 2,
+                "device": "cpu",
+                "tensorboard": False,
+            },
+        },
+    )
+    train_lm(cfg, show_progress=False)
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train_lm(cfg, resume=False, show_progress=False)
+    train_lm(cfg, resume=False, show_progress=False, overwrite=True)
+    assert list((tmp_path / "lm").glob("replaced-*/checkpoint_00000002.pt"))
+
+
+# ----------------------------------------------------------------------------------------- config
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "optimizer.lr=nan",
+        "optimizer.eps=nan",
+        "optimizer.clip_norm=nan",
+        "optimizer.lr=inf",
+        "masking.mask_prob=nan",
+        "run.collapse_min_active=-inf",
+    ],
+)
+def test_non_finite_numbers_are_refused_by_check_config_and_train(override, capsys):
+    key = override.split("=")[0]
+    code, err = _cli(capsys, "check-config", TINY_TOML, "--set", override)
+    assert code == 2 and f"{key}: " in err and "finite" in err and "Traceback" not in err
+    with pytest.raises(ConfigError, match=key):
+        load_train_config(TINY_TOML, [override])
+
+
+def test_min_sample_size_below_one_frame_is_refused():
+    with pytest.raises(ConfigError, match=r"data.min_sample_size: 100 .*receptive field \(400"):
+        load_train_config(TINY_TOML, ["data.min_sample_size=100"])
+
+
+# -------------------------------------------------------------------------------------- manifests
+
+
+def test_manifest_problems_name_the_file_and_line(tmp_path, capsys):
+    from spidrkit.data.manifest import read_manifest
+
+    m = tmp_path / "m.csv"
+    m.write_text("fileid,path,num_samples\na,a.wav,10\nb,b.wav,10\na,c.wav,10\n")
+    with pytest.raises(DataError, match=r"m.csv:4: fileid 'a' already appears on line 2"):
+        read_manifest(m)
+    m.write_bytes(b"fileid,path,num_samples\na,\xff\xfe.wav,10\n")
+    with pytest.raises(DataError, match=r"m.csv:2: not UTF-8"):
+        read_manifest(m)
+    m.write_bytes(b"fileid,path,num_samples\na,a.wav,10\nb,b\x00.wav,10\n")
+    with pytest.raises(DataError, match=r"m.csv:3: contains a NUL byte"):
+        read_manifest(m)
+    secret = tmp_path / "id_key"
+    secret.write_text("AWS_SECRET=hunter2-very-secret\n")
+    code, err = _cli(capsys, "manifest", "--validate", secret, "--no-progress")
+    line = _one_line_error(code, err, str(secret), "lacks the manifest columns")
+    assert "hunter2" not in line
+
+
+def test_endless_input_is_refused_with_bounded_memory():
+    from spidrkit.data.manifest import read_manifest
+    from spidrkit.eval.abx.items import read_item_file
+    from spidrkit.eval.unit_quality import read_phone_labels
+
+    with pytest.raises(DataError, match="/dev/zero"):
+        read_manifest("/dev/zero")
+    with pytest.raises(DataError, match="/dev/zero:1: line longer than"):
+        read_item_file("/dev/zero")
+    with pytest.raises(DataError, match="/dev/zero:1: line longer than"):
+        read_phone_labels("/dev/zero")
+
+
+def test_understated_num_samples_is_an_error_not_an_oversized_batch(corpus, tmp_path):
+    from spidrkit.data.config import DataConfig
+    from spidrkit.data.dataset import make_dataloader
+
+    lines = corpus.read_text().splitlines()
+    fid, path, n = lines[1].split(",")
+    lines[1] = f"{fid},{corpus.parent / path},{int(n) // 5}"
+    m = tmp_path / "short.csv"
+    m.write_text("\n".join([lines[0], lines[1]]) + "\n")
+    cfg = DataConfig(
+        max_batch_samples=40_000, min_sample_size=400, max_sample_size=20_000, num_workers=0
+    )
+    loader = make_dataloader(m, cfg, None, seed=0)
+    with pytest.raises(DataError, match=f"says {int(n) // 5} samples, the audio has {n}"):
+        next(iter(loader))
+
+
+def test_worker_error_is_one_line(corpus, tmp_path, capsys):
+    lines = corpus.read_text().splitlines()
+    fid, path, n = lines[1].split(",")
+    m = tmp_path / "bad.csv"
+    m.write_text(f"{lines[0]}\n{fid},{corpus.parent / path},{int(n) + 7}\n")
+    sets = tiny_overrides(m, tmp_path / "run", **{"data.num_workers": 1, "run.max_steps": 1})
+    code, err = _cli(capsys, "train", TINY_TOML, *sum((["--set", s] for s in sets), []))
+    _one_line_error(code, err, "says", "rebuild the manifest")
+    text = "Caught DataError in DataLoader worker process 0.\nOriginal Traceback (most recent...\n"
+    text += '  File "x.py", line 1\nspidrkit.errors.DataError: m.csv: bad row'
+    assert worker_message(text) == "m.csv: bad row"
+
+
+# ---------------------------------------------------------------------- output paths (extract)
+
+
+class _FakeSource:
+    """A feature source that gives every file 2 frames of ones (no model needed)."""
+
+    layers = [1]
+    dim = 3
+    batchable = True
+
+    def num_frames(self, n: int) -> int:
+        return 2
+
+    def __call__(self, wavs):
+        return {1: torch.ones(len(wavs), 2, 3)}
+
+
+@pytest.mark.parametrize("fileid", ["../../x", "/abs/x", "a/../../x", ""])
+def test_extract_never_writes_outside_out(corpus, tmp_path, fileid):
+    from spidrkit.units.extract import extract_features, list_audio
+
+    lines = corpus.read_text().splitlines()
+    _, path, n = lines[1].split(",")
+    m = tmp_path / "deep" / "m.csv"
+    m.parent.mkdir()
+    m.write_text(
+        f"{lines[0]}\nok,{corpus.parent / path},{n}\n{fileid},{corpus.parent / path},{n}\n"
+    )
+    out = tmp_path / "deep" / "out"
+    with pytest.raises(DataError, match=r"m.csv row 2: fileid .* outputs are only written inside"):
+        extract_features(_FakeSource(), list_audio(m), out, show_progress=False)
+    assert not list(tmp_path.rglob("*.pt"))  # nothing written, inside or out
+
+
+def test_extract_duplicate_fileids_are_refused(corpus, tmp_path):
+    from spidrkit.units.extract import extract_features, list_audio
+
+    folder = tmp_path / "wavs"
+    folder.mkdir()
+    wav = corpus.parent / "u00.wav"
+    (folder / "a.wav").write_bytes(wav.read_bytes())
+    (folder / "a.WAV").write_bytes(wav.read_bytes())  # same fileid "a", two files
+    with pytest.raises(DataError, match="fileid 'a' is also the fileid of"):
+        extract_features(_FakeSource(), list_audio(folder), tmp_path / "o", show_progress=False)
+
+
+def _tar_with(tmp_path, members):
+    path = tmp_path / "shard.tar"
+    with tarfile.open(path, "w") as tar:
+        for name, kind, data in members:
+            info = tarfile.TarInfo(name)
+            if kind == "file":
+                info.size = len(data)
+                tar.addfile(info, fileobj=io.BytesIO(data))
+            else:
+                info.type = tarfile.SYMTYPE
+                info.linkname = data
+                tar.addfile(info)
+    return path
+
+
+def test_tar_links_and_escaping_names_are_counted_not_dropped(corpus, tmp_path):
+    from spidrkit.data.scan import scan_tar
+
+    wav = (corpus.parent / "u00.wav").read_bytes()
+    tar = _tar_with(
+        tmp_path,
+        [
+            ("ok.wav", "file", wav),
+            ("../../evil.wav", "file", wav),
+            ("/abs/evil2.wav", "file", wav),
+            ("link.wav", "sym", "ok.wav"),
+        ],
+    )
+    with pytest.raises(DataError, match="3 unreadable") as info:
+        scan_tar(tar, show_progress=False)
+    msg = str(info.value)
+    assert "link member" in msg and "climbs out" in msg and "absolute path" in msg
+    m = scan_tar(tar, show_progress=False, skip_errors=True)
+    assert m.fileids.tolist() == ["ok"]
+
+
+# ----------------------------------------------------------------------------- evaluation inputs
+
+
+def _units_file(tmp_path, rows):
+    p = tmp_path / "units.jsonl"
+    p.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return p
+
+
+@pytest.mark.parametrize(
+    "row, needle",
+    [
+        ([1, 2, 3], "expected a JSON object per line, found a list"),
+        ({"audio": "a", "units": [1, -1]}, "'units'[1] = -1 is outside [0, 1048575]"),
+        ({"audio": "a", "units": [1, 0.5]}, "must be a list of integers; 'units'[1] is 0.5"),
+        ({"audio": "a", "units": [10**12]}, "is outside [0, 1048575]"),
+        ({"audio": "a", "units": [True]}, "'units'[0] is true"),
+        ({"audio": "a", "units": [1, 2], "durations": [1, 0]}, "'durations'[1] = 0 is outside"),
+        (
+            {"audio": "a", "units": [1, 2], "durations": [1]},
+            "one integer >= 1 per unit (2 units, 1 durations)",
+        ),
+        ('{"audio": "a", "units": [1', "not valid JSON"),
+    ],
+)
+def test_units_jsonl_values_are_checked_by_every_reader(tmp_path, row, needle):
+    from spidrkit.eval.abx.items import read_units_jsonl
+    from spidrkit.lm.data import read_units_jsonl as lm_read
+    from spidrkit.units.files import read_units
+
+    p = _units_file(tmp_path, [{"audio": "ok", "units": [0]}, row])
+    readers = [read_units_jsonl, read_units]
+    if "durations" not in str(row):
+        readers.append(lm_read)
+    for reader in readers:
+        with pytest.raises(DataError, match="units.jsonl:2: ") as info:
+            reader(p)
+        assert needle in str(info.value), (reader, str(info.value))
+
+
+def test_unit_quality_refuses_bad_units_and_duplicates(tmp_path, capsys):
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text(json.dumps({"name": "a", "phones": ["x", "y"] * 4}) + "\n")
+    units = _units_file(tmp_path, [{"audio": "a.wav", "units": [1, 10**12, 1, 2]}])
+    code, err = _cli(capsys, "unit-quality", labels, units)
+    _one_line_error(code, err, "units.jsonl:1", "outside")
+    units = _units_file(tmp_path, [{"audio": "a", "units": [1, 2, 1, 2]}] * 2)
+    code, err = _cli(capsys, "unit-quality", labels, units)
+    _one_line_error(code, err, "units.jsonl:2", "already appears on line 1")
+    labels.write_text('["a", "b"]\n')
+    code, err = _cli(capsys, "unit-quality", labels, units)
+    _one_line_error(code, err, "labels.jsonl:1", "found a list")
+
+
+def test_item_file_duplicates_and_binary_are_refused(tmp_path):
+    from spidrkit.eval.abx.items import ITEM_HEADER, read_item_file
+
+    p = tmp_path / "x.item"
+    head = " ".join(ITEM_HEADER) + "\n"
+    p.write_text(head + "f1 0.1 0.2 a b c s1\nf2 0.1 0.2 a b c s1\nf1 0.1 0.2 a b c s1\n")
+    with pytest.raises(DataError, match=r"x.item:4: item 'f1 0.1 0.2' already appears on line 2"):
+        read_item_file(p)
+    p.write_bytes(head.encode() + b"f1 0.1 0.2 \xff b c s1\n")
+    with pytest.raises(DataError, match=r"x.item:2: not UTF-8"):
+        read_item_file(p)
+    p.write_text(head + "f1 0.1 nan a b c s1\n")
+    with pytest.raises(DataError, match=r"x.item:2: need 0 <= onset <= offset"):
+        read_item_file(p)
+
+
+def test_non_finite_features_are_refused_everywhere(tmp_path, capsys):
+    from spidrkit.eval.abx.items import load_feature_file
+    from spidrkit.units.kmeans import KMeansConfig, fit_kmeans
+
+    feats = tmp_path / "feats"
+    feats.mkdir()
+    x = torch.randn(20, 4)
+    x[3, 1] = float("nan")
+    torch.save(x, feats / "a.pt")
+    y = torch.randn(20, 4)
+    y[0, 0] = float("inf")
+    np.save(feats / "b.npy", y.numpy())
+    with pytest.raises(DataError, match=r"a.pt: 1 of 80 feature values are NaN or infinite"):
+        load_feature_file(feats / "a.pt")
+    with pytest.raises(DataError, match=r"b.npy: 1 of 80"):
+        load_feature_file(feats / "b.npy")
+    with pytest.raises(DataError, match="k-means training frames: 1 of"):
+        fit_kmeans(x, KMeansConfig(k=2, batch_size=8, max_epochs=1))
+    torch.save({"centroids": torch.zeros(2, 4), "meta": {}}, tmp_path / "km.pt")
+    code, err = _cli(
+        capsys,
+        "units",
+        "--features",
+        feats,
+        "--kmeans",
+        tmp_path / "km.pt",
+        "--out",
+        tmp_path / "u.jsonl",
+        "--no-progress",
+    )
+    _one_line_error(code, err, "NaN or infinite")
+
+
+def test_gold_csv_problems_name_the_line(tmp_path):
+    from spidrkit.lm.zerospeech import _read_gold
+
+    g = tmp_path / "gold.csv"
+    g.write_text("filename,id,correct\na,1,1\nb,1,0\na,2,1\n")
+    with pytest.raises(DataError, match=r"gold.csv:4: filename 'a' already appears on line 2"):
+        _read_gold(g, "storycloze")
+    g.write_text('filename,id,correct\na,1,1\n"' + "b" * 200_000 + '",1,0\n')
+    with pytest.raises(DataError, match=r"gold.csv:3: not a valid CSV line \(field larger"):
+        _read_gold(g, "storycloze")
+    g.write_text("filename,id,correct\na,1\n")
+    with pytest.raises(DataError, match=r"gold.csv:2: expected 3 columns"):
+        _read_gold(g, "storycloze")
+
+
+# ------------------------------------------------------------------------------- disk full, OS
+
+
+def test_disk_full_mid_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch):
+    first = ckpt.save_checkpoint(tmp_path, 1, {"model": {"w": torch.ones(10_000)}}, keep_last=1)
+    before = first.read_bytes()
+    written = [0]
+
+    def full(self, data):
+        written[0] += len(data)
+        if written[0] > 20_000:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return self.f.write(data)
+
+    monkeypatch.setattr(ckpt._HashingWriter, "write", full)
+    with pytest.raises(OutputError, match=r"checkpoint_00000002.pt: cannot write \(No space"):
+        ckpt.save_checkpoint(tmp_path, 2, {"model": {"w": torch.ones(10_000)}}, keep_last=1)
+    assert first.read_bytes() == before and ckpt.verify_checkpoint(first) is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == [first.name, first.name + ".sha256"]
+
+
+def test_file_size_limit_in_cli_is_one_line_and_keeps_old_output(corpus, tmp_path):
+    out = tmp_path / "m.csv"
+    out.write_text("fileid,path,num_samples\nold,old.wav,1\n")
+    code = (
+        "import resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (40, 40))\n"
+        "from spidrkit.cli.main import main\n"
+        f"sys.exit(main(['manifest', {str(corpus.parent)!r}, '-o', {str(out)!r}, '--no-progress']))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "m.csv: cannot write (File too large)" in lines[0], proc.stderr
+    assert out.read_text() == "fileid,path,num_samples\nold,old.wav,1\n"
+    assert not list(tmp_path.glob(".m.csv.*"))
