@@ -278,6 +278,19 @@ def _health(rows: list[dict[str, Any]], size: int | None) -> str:
     return text
 
 
+def _glance(by_label: dict[str, dict[int, float]]) -> str:
+    """One sentence: best layer of each model with layers, against the reference runs."""
+    parts = []
+    for label, errs in by_label.items():
+        layered = {k: v for k, v in errs.items() if k}
+        if layered:
+            best = min(layered, key=layered.__getitem__)
+            parts.append(f"<b>{html.escape(label)}</b>: {layered[best]:.1f} % (layer {best})")
+        else:
+            parts.append(f"<b>{html.escape(label)}</b>: {errs[min(errs)]:.1f} %")
+    return "<p>Best ABX error (chance 50 %): " + "; ".join(parts) + ".</p>"
+
+
 def render_report(files: RunFiles) -> str:
     """The HTML page (a string) for the files found by :func:`find_run_files`."""
     parts = [f"<h1>spidrkit run report</h1><p class=note>{html.escape(str(files.root))}</p>"]
@@ -302,6 +315,7 @@ def render_report(files: RunFiles) -> str:
             row: list[Any] = [label] + [f"{errs[k]:.2f}" if k in errs else "" for k in layers]
             row.append(f"{min(errs.values()):.2f}")
             rows.append(row)
+        parts.append(_glance(by_label))
         parts.append(_table(header, rows))
     if files.unit_quality:
         from spidrkit.eval.unit_quality import UnitQuality
