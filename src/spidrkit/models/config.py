@@ -20,6 +20,7 @@ EXTENSION_FIELDS: tuple[str, ...] = (
     "codebook_balance",
     "warmup_targets",
     "warmup_target_steps",
+    "warmup_unmasked_weight",
 )
 """Model fields that the official release does not have (small-scale training controls)."""
 
@@ -63,6 +64,9 @@ class _EncoderConfig:
     of its own (``warmup_codebook``), as HuBERT's first iteration, instead of the teacher's code. The
     teacher and its codebooks follow the student throughout. "none" = official."""
     warmup_target_steps: int = 0
+    warmup_unmasked_weight: float = 0.0
+    """During the MFCC warm-up, also predict the MFCC codes of the unmasked frames, with this weight
+    (as HuBERT's ``pred_nomask_weight``): the loss becomes masked + weight x unmasked."""
     num_codebooks: int = 8
     """K: one codebook (and one prediction head) for each of the top K teacher layers."""
     ema_start_decay: float = 0.999
@@ -106,6 +110,8 @@ class _EncoderConfig:
             problems.append(f"codebook_balance: {self.codebook_balance} must be >= 0")
         if self.warmup_targets not in ("none", "mfcc"):
             problems.append(f"warmup_targets: {self.warmup_targets!r} is not none/mfcc")
+        if not self.warmup_unmasked_weight >= 0.0:
+            problems.append(f"warmup_unmasked_weight: {self.warmup_unmasked_weight} must be >= 0")
         if self.warmup_target_steps < 0:
             problems.append(f"warmup_target_steps: {self.warmup_target_steps} must be >= 0")
         if self.extractor_mode not in ("layer_norm", "group_norm"):

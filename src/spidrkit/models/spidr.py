@@ -208,7 +208,13 @@ class _SelfDistillationModel(nn.Module, abc.ABC):
                 for i in self.codebook_layers
             ]
             codes = [cb.assign(tgt) for cb, tgt in zip(self.codebooks, targets)]
-            warm = self._warmup_targets(waveforms, rows, mask_indices, t)
+            warm_all = self._warmup_targets(waveforms, t)
+            warm = None
+            if warm_all is not None:
+                warm = (
+                    warm_all[0][rows, mask_indices].reshape(-1, warm_all[0].shape[-1]),
+                    warm_all[1][rows, mask_indices].reshape(-1),
+                )
             loss_codes = codes if warm is None else [warm[1]] * len(codes)
 
         final, results, _ = self.student(x, attention_mask, skip_final_norm=self._skip_final_norm())
@@ -221,6 +227,10 @@ class _SelfDistillationModel(nn.Module, abc.ABC):
             [-lp.gather(-1, c[:, None]).squeeze(-1) for lp, c in zip(log_probs, loss_codes)]
         )
         per_frame_loss = nll.mean(0)
+        if warm_all is not None and self.config.warmup_unmasked_weight > 0:
+            per_frame_loss = per_frame_loss + self.config.warmup_unmasked_weight * (
+                self._unmasked_loss(inputs, warm_all[1], rows, mask_indices, attention_mask)
+            )
 
         with torch.no_grad():
             v = self.config.codebook_size
@@ -256,10 +266,9 @@ class _SelfDistillationModel(nn.Module, abc.ABC):
         monitors.update({f"target_ppl_{i}": each_ppl[i] for i in range(k)})
         return per_frame_loss, monitors
 
-    def _warmup_targets(
-        self, waveforms: Tensor, rows: Tensor, mask_indices: Tensor, frames: int
-    ) -> tuple[Tensor, Tensor] | None:
-        """(masked MFCC frames [N, 39], their codes [N]) while the MFCC warm-up lasts, else None."""
+    def _warmup_targets(self, waveforms: Tensor, frames: int) -> tuple[Tensor, Tensor] | None:
+        """(normalised MFCC frames [B, T, 39], their codes [B, T]) during the MFCC warm-up, else
+        None. Codes come from ``warmup_codebook`` (updated from the masked frames only)."""
         if self.mfcc is None or int(self.current_step) >= self.config.warmup_target_steps:
             return None
         feats = self.mfcc(waveforms)[:, :frames]
@@ -267,8 +276,30 @@ class _SelfDistillationModel(nn.Module, abc.ABC):
             0 < feats.shape[1] < frames
         ):  # a frame short on odd extractor geometries: repeat the last
             feats = torch.cat([feats, feats[:, -1:].expand(-1, frames - feats.shape[1], -1)], 1)
-        feats = _instance_norm(feats)[rows, mask_indices].reshape(-1, feats.shape[-1])
-        return feats, self.warmup_codebook.assign(feats)
+        feats = _instance_norm(feats)
+        b, t, dim = feats.shape
+        return feats, self.warmup_codebook.assign(feats.reshape(-1, dim)).view(b, t)
+
+    def _unmasked_loss(
+        self,
+        inputs: list[Tensor],
+        codes: Tensor,
+        rows: Tensor,
+        mask_indices: Tensor,
+        attention_mask: Tensor | None,
+    ) -> Tensor:
+        """Mean over heads and unmasked (non-padded) frames of -log p(MFCC code): a scalar."""
+        keep = torch.ones_like(codes, dtype=torch.bool)
+        keep[rows, mask_indices] = False
+        if attention_mask is not None:
+            keep &= attention_mask.reshape(codes.shape)
+        if not bool(keep.any()):
+            return codes.new_zeros((), dtype=torch.float32)
+        nll = [
+            -head(h[keep]).float().gather(-1, codes[keep][:, None]).squeeze(-1)
+            for head, h in zip(self.heads, inputs)
+        ]
+        return torch.stack(nll).mean()
 
     # -- teacher ---------------------------------------------------------------------------------
 
