@@ -24,8 +24,9 @@ from spidrkit.audio.io import SAMPLE_RATE, standardize
 from spidrkit.errors import SpidrkitError
 from spidrkit.models import DinoSR, SpidR
 from spidrkit.models.components import num_frames
-from spidrkit.models.inference import PRECISIONS, codebook_units, layer_features, plan_batches
+from spidrkit.models.inference import codebook_units, layer_features, plan_batches
 from spidrkit.models.pretrained import load_pretrained
+from spidrkit.utils.precision import resolve_precision
 
 Waveforms = Tensor | np.ndarray | Sequence[Tensor | np.ndarray]
 
@@ -45,10 +46,9 @@ class Encoder:
         max_batch_samples: int = SAMPLE_RATE * 120,
         precision: str = "fp32",
     ) -> None:
-        if precision not in PRECISIONS:
-            raise SpidrkitError(f"precision {precision!r}: expected fp32, bf16 or fp16")
-        self.model = model.to(device).eval()
         self.device = torch.device(device)
+        resolve_precision(precision, self.device)  # fails early on a name it does not know
+        self.model = model.to(device).eval()
         self.max_batch_samples = max_batch_samples
         self.precision = precision
 

@@ -13,7 +13,6 @@ layer needed. Outputs are padded ``[batch, frames, ...]`` tensors plus each item
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,8 +22,7 @@ from torch import Tensor
 from spidrkit.audio.io import standardize
 from spidrkit.errors import ConfigError
 from spidrkit.models.components import frame_attention_mask
-
-PRECISIONS = ("fp32", "bf16", "fp16")
+from spidrkit.utils.precision import autocast as precision_autocast
 
 
 def plan_batches(
@@ -66,13 +64,11 @@ def pad_waveforms(wavs: Sequence[Tensor], device: torch.device | str) -> tuple[T
 
 
 def autocast(precision: str, device: torch.device) -> Any:
-    """Mixed precision on ``device`` (a no-op in fp32, and for fp16 off CUDA)."""
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
-    if precision == "fp32" or (precision == "fp16" and device.type != "cuda"):
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype)
+    """Inference autocast (:mod:`spidrkit.utils.precision`), except that fp16 off CUDA runs in
+    fp32 (CPU float16 kernels are slow and gain nothing at inference)."""
+    if precision == "fp16" and device.type != "cuda":
+        precision = "fp32"
+    return precision_autocast(precision, device)
 
 
 def _device(model: torch.nn.Module) -> torch.device:

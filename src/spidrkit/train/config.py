@@ -20,8 +20,7 @@ from spidrkit.config import apply_overrides, from_dict, read_toml, to_dict
 from spidrkit.data.config import DataConfig, MaskingConfig
 from spidrkit.errors import ConfigError
 from spidrkit.models import DinoSRConfig, SpidRConfig, config_class
-
-Precision = Literal["fp32", "bf16", "fp16"]
+from spidrkit.utils.precision import Precision
 
 
 def _typed(validate: Callable[[Any], list[str]]) -> Callable[[Any], list[str]]:
@@ -46,7 +45,8 @@ class RunConfig:
     max_steps: optimizer steps to train for [400_000].
     seed: seeds the model init, data order, crops and masks [0].
     device: "auto" (CUDA when available), "cpu" or "cuda" [auto].
-    precision: autocast dtype: "fp32" (none), "bf16" (official), "fp16" (with a GradScaler) [bf16].
+    precision: autocast dtype: "fp32" (none), "bf16" (official), "fp16" (with a GradScaler), "auto"
+        (bf16 on GPUs that support it, else fp32), as in :mod:`spidrkit.utils.precision` [bf16].
     compile: wrap the model in torch.compile [False].
     log_interval: steps between metrics lines and progress-bar updates [100].
     save_interval: steps between checkpoints (one is always written at the end) [10_000].

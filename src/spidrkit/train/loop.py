@@ -29,7 +29,6 @@ from spidrkit.train import distributed as dist_utils
 from spidrkit.train.config import TrainConfig
 from spidrkit.train.distributed import DistInfo
 from spidrkit.train.monitor import CodebookMonitor, MetricsLogger, format_postfix
-from spidrkit.train.optim import autocast
 from spidrkit.train.rundir import METRICS_NAME, run_folder, truncate_metrics
 from spidrkit.train.trainer import KILL_ENV, Trainer, _kill_point
 from spidrkit.utils.progress import progress
@@ -120,7 +119,7 @@ def evaluate(trainer: Trainer, loader: Any, max_batches: int | None = None) -> d
             if max_batches is not None and i >= max_batches:
                 break
             am = batch.attention_mask
-            with autocast(trainer.cfg.run.precision, trainer.device):
+            with trainer.engine.autocast():
                 per_frame, monitors = model(
                     batch.waveforms.to(trainer.device),
                     mask_indices=batch.mask_indices.to(trainer.device),

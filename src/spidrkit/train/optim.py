@@ -1,4 +1,4 @@
-"""Optimizer, LR scheduler, mixed precision and the trainable-parameter set.
+"""Optimizer, LR scheduler, gradient clipping and the trainable-parameter set.
 
 - :func:`build_optimizer`: AdamW over the parameters a model trains at step 0 (fused on CUDA).
 - :func:`sync_trainable`: make ``requires_grad`` follow ``model.trainable_named_parameters(step)``.
@@ -6,13 +6,13 @@
   no gradient, and AdamW skips parameters whose ``grad`` is None (no update, no weight decay), which is
   what rebuilding the optimizer without them would do, while keeping the optimizer state dict stable
   across resumes.
-- :func:`autocast` / :func:`make_grad_scaler`: fp32, bf16 or fp16 (a GradScaler only for fp16).
+- :func:`clip_gradients`: global-norm clipping over the parameters that have a gradient.
+
+Precision, autocast and the GradScaler are :mod:`spidrkit.utils.precision` and
+:mod:`spidrkit.train.engine`.
 """
 
 from __future__ import annotations
-
-import contextlib
-from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -20,8 +20,6 @@ from torch import nn
 from spidrkit.errors import ConfigError
 from spidrkit.train.config import OptimizerConfig
 from spidrkit.train.schedule import make_schedule, make_scheduler
-
-AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def trainable_names(model: nn.Module, step: int) -> list[str]:
@@ -80,32 +78,6 @@ def build_scheduler(
         final_lr_scale=cfg.final_lr_scale,
     )
     return make_scheduler(optimizer, schedule)
-
-
-def check_precision(precision: str, device: torch.device) -> None:
-    """Refuse precisions the device cannot run, with the fix in the message."""
-    if precision not in AUTOCAST_DTYPES:
-        raise ConfigError(f"run.precision: {precision!r} is not one of fp32, bf16, fp16")
-    if device.type == "cuda" and precision == "bf16" and not torch.cuda.is_bf16_supported():
-        raise ConfigError(
-            "run.precision = 'bf16' but this GPU has no bf16 support; use fp16 or fp32"
-        )
-
-
-@contextlib.contextmanager
-def autocast(precision: str, device: torch.device) -> Iterator[None]:
-    """``torch.autocast`` for bf16/fp16, nothing for fp32."""
-    dtype = AUTOCAST_DTYPES[precision]
-    if dtype is None:
-        yield
-        return
-    with torch.autocast(device_type=device.type, dtype=dtype):
-        yield
-
-
-def make_grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler:
-    """A GradScaler, enabled only for fp16."""
-    return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
 
 def clip_gradients(params: list[nn.Parameter], max_norm: float) -> torch.Tensor:

@@ -27,21 +27,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from spidrkit.errors import CheckpointError, SpidrkitError
+from spidrkit.errors import SpidrkitError
 from spidrkit.models import build_model
 from spidrkit.train import checkpoint as ckpt
 from spidrkit.train import distributed as dist_utils
 from spidrkit.train.config import TrainConfig
 from spidrkit.train.distributed import DistInfo
-from spidrkit.train.optim import (
-    autocast,
-    build_optimizer,
-    build_scheduler,
-    check_precision,
-    clip_gradients,
-    make_grad_scaler,
-    sync_trainable,
-)
+from spidrkit.train.engine import Engine, load_weights
+from spidrkit.train.optim import build_optimizer, build_scheduler, sync_trainable
 
 log = logging.getLogger(__name__)
 
@@ -99,13 +92,12 @@ class Trainer:
         self.cfg = cfg
         self.dist = dist or dist_utils.init_distributed(cfg.run.device)
         self.device = self.dist.device
-        check_precision(cfg.run.precision, self.device)
         torch.manual_seed(cfg.run.seed)  # identical model init on every rank
-        self.model = model if model is not None else build_model(cfg.run.model_type, cfg.model)
+        model = model if model is not None else build_model(cfg.run.model_type, cfg.model)
         if cfg.run.init_checkpoint:
             state = ckpt.load_checkpoint(cfg.run.init_checkpoint)
-            self._load_model_state(state["model"], cfg.run.init_checkpoint)
-        self.model.to(self.device)
+            load_weights(model, state["model"], cfg.run.init_checkpoint)
+        model.to(self.device)
         self.step = 0
         """Optimizer steps taken."""
         self.epoch = 0
@@ -113,15 +105,41 @@ class Trainer:
         """Batches of ``epoch`` this rank has consumed."""
         self.nonfinite_total = 0
         self.nonfinite_in_a_row = 0
-        sync_trainable(self.model, 0)
-        self.optimizer = build_optimizer(self.model, cfg.optimizer, self.device)
-        self.scheduler = build_scheduler(self.optimizer, cfg.optimizer, cfg.run.max_steps)
-        self.scaler = make_grad_scaler(cfg.run.precision, self.device)
+        sync_trainable(model, 0)
+        optimizer = build_optimizer(model, cfg.optimizer, self.device)
+        layer_drop = float(getattr(getattr(model, "config", None), "encoder_layer_drop", 0.0))
+        self.engine = Engine(
+            model,
+            optimizer,
+            build_scheduler(optimizer, cfg.optimizer, cfg.run.max_steps),
+            self.dist,
+            cfg.run.precision,
+            compile=cfg.run.compile,
+            broadcast_buffers=False,  # codebooks are kept in sync by the model's all-reduce
+            find_unused_parameters=layer_drop > 0,
+        )
+        """Precision, DDP/compile wrap, optimizer steps and checkpoints (shared with the unit LM)."""
         self._wrapped: nn.Module | None = None
         self._trainable_step = -1
         self._sync_trainable()
         # different dropout on each rank, reproducible per (seed, rank)
         torch.manual_seed(_rank_seed(cfg.run.seed, self.dist.rank))
+
+    @property
+    def model(self) -> nn.Module:
+        return self.engine.model
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self.engine.optimizer
+
+    @property
+    def scheduler(self) -> Any:
+        return self.engine.scheduler
+
+    @property
+    def scaler(self) -> torch.amp.GradScaler:
+        return self.engine.scaler
 
     # -- model wrapping ---------------------------------------------------------------------------
 
@@ -129,32 +147,8 @@ class Trainer:
         """Follow the model's trainable set for the current step; (re)wrap DDP when it changes."""
         changed = sync_trainable(self.model, self.step)
         if self._wrapped is None or changed:
-            self._wrapped = self._wrap(self.model)
+            self._wrapped = self.engine.wrap()
         self._params = [p for p in self.model.parameters() if p.requires_grad]
-
-    def _wrap(self, model: nn.Module) -> nn.Module:
-        wrapped: nn.Module = model
-        if self.dist.is_distributed:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            layer_drop = float(getattr(getattr(model, "config", None), "encoder_layer_drop", 0.0))
-            wrapped = DDP(
-                model,
-                device_ids=[self.device] if self.device.type == "cuda" else None,
-                broadcast_buffers=False,  # codebooks are kept in sync by the model's all-reduce
-                find_unused_parameters=layer_drop > 0,
-            )
-        if self.cfg.run.compile:
-            wrapped = torch.compile(wrapped)
-        return wrapped
-
-    def _load_model_state(self, state: dict[str, torch.Tensor], source: Any) -> None:
-        try:
-            self.model.load_state_dict(state)
-        except RuntimeError as exc:
-            raise CheckpointError(
-                f"{source}: weights do not fit the configured model: {exc}"
-            ) from None
 
     # -- one step ---------------------------------------------------------------------------------
 
@@ -184,7 +178,7 @@ class Trainer:
         masked, samples = self._batch_counts(batch).tolist()
         buffers = {n: b.detach().clone() for n, b in self.model.named_buffers()}
 
-        with autocast(self.cfg.run.precision, self.device):
+        with self.engine.autocast():
             per_frame, monitors = wrapped(
                 waveforms, mask_indices=mask_indices, attention_mask=attention_mask
             )
@@ -195,16 +189,12 @@ class Trainer:
             return self._skip(buffers, lr, int(masked), int(samples), "loss")
 
         loss = loss_sum * (self.dist.world_size / masked)
-        self.scaler.scale(loss).backward()
-        self.scaler.unscale_(self.optimizer)
-        grad_norm = float(clip_gradients(self._params, self.cfg.optimizer.clip_norm))
+        self.engine.backward(loss)
+        grad_norm = self.engine.clip(self._params, self.cfg.optimizer.clip_norm)
         if not self.scaler.is_enabled() and not math.isfinite(grad_norm):
             self.optimizer.zero_grad(set_to_none=True)
             return self._skip(buffers, lr, int(masked), int(samples), "gradient norm")
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
+        self.engine.step()
         self.step += 1
         self.nonfinite_in_a_row = 0
         update_ema = getattr(self.model, "update_ema", None)
@@ -232,7 +222,7 @@ class Trainer:
                 buf.copy_(buffers[name])
         self.optimizer.zero_grad(set_to_none=True)
         if self.dist.is_distributed:  # a DDP forward without backward: start a fresh reducer
-            self._wrapped = self._wrap(self.model)
+            self._wrapped = self.engine.wrap()
         self.nonfinite_total += 1
         self.nonfinite_in_a_row += 1
         log.warning(
@@ -254,88 +244,64 @@ class Trainer:
     # -- checkpoints ------------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """The training checkpoint: official keys plus RNG (every rank), sampler and counters."""
-        rng = ckpt.capture_rng_state()
-        rng_all = [rng]
-        if dist_utils.is_initialized():
-            rng_all = [None] * self.dist.world_size
-            torch.distributed.all_gather_object(rng_all, rng)
+        """The training checkpoint: official keys plus RNG (every rank), sampler and counters.
+        Collective (:meth:`Engine.state_dict`): every rank calls it."""
         meta = {}
         model_cfg = getattr(self.model, "config", None)
         if hasattr(model_cfg, "to_dict"):  # self-describing, as spidrkit.models.save_model writes
             meta = {
                 "spidrkit": {"model_type": self.cfg.run.model_type, "config": model_cfg.to_dict()}
             }
-        return {
-            **meta,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
-            "epoch": self.epoch,
-            "step": self.step,
-            "rng": rng_all,
-            "sampler": {"epoch": self.epoch, "batches_consumed": self.batches_in_epoch},
-            "trainer": {
-                "world_size": self.dist.world_size,
+        return self.engine.state_dict(
+            step=self.step,
+            epoch=self.epoch,
+            sampler={"epoch": self.epoch, "batches_consumed": self.batches_in_epoch},
+            trainer={
                 "nonfinite_total": self.nonfinite_total,
                 "nonfinite_in_a_row": self.nonfinite_in_a_row,
                 "model_type": self.cfg.run.model_type,
             },
-        }
+            extra=meta,
+        )
 
     def save(self) -> None:
         """Write ``checkpoints/checkpoint_<step>.pt`` and ``config.json`` (rank 0; all ranks call)."""
         state = self.state_dict()  # collective (RNG gather): every rank takes part
-        if self.dist.is_main:
-            hook = None
-            kill = _kill_point()
-            if kill == ("save", self.step):
+        hook = None
+        if _kill_point() == ("save", self.step):
 
-                def hook() -> None:
-                    os.kill(os.getpid(), signal.SIGKILL)
+            def hook() -> None:
+                os.kill(os.getpid(), signal.SIGKILL)
 
-            path = ckpt.save_checkpoint(
-                self.cfg.checkpoint_dir,
-                self.step,
-                state,
-                keep_last=self.cfg.run.keep_last,
-                config=self.cfg.to_dict(),
-                before_replace=hook,
-            )
-            log.info("saved %s", path)
-        dist_utils.barrier()
+        self.engine.save(
+            self.cfg.checkpoint_dir,
+            state,
+            keep_last=self.cfg.run.keep_last,
+            config=self.cfg.to_dict(),
+            before_replace=hook,
+        )
 
-    def load_state_dict(self, state: dict[str, Any], source: Any = "checkpoint") -> None:
-        """Restore everything but the RNG (see :meth:`resume`)."""
-        saved_world = state.get("trainer", {}).get("world_size", self.dist.world_size)
-        if saved_world != self.dist.world_size:
-            raise CheckpointError(
-                f"{source}: saved with {saved_world} processes, resumed with "
-                f"{self.dist.world_size}; exact resume needs the same world size"
-            )
-        self._load_model_state(state["model"], source)
+    def load_state_dict(self, state: dict[str, Any], source: Any = "checkpoint") -> dict[str, Any]:
+        """Restore everything but the RNG; returns this rank's RNG state (see :meth:`resume`)."""
+        rng = self.engine.load_state_dict(state, source)
         self.step = int(state["step"])
         self._sync_trainable()
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        if state.get("scaler") is not None and self.scaler.is_enabled():
-            self.scaler.load_state_dict(state["scaler"])
         sampler = state.get("sampler", {})
         self.epoch = int(sampler.get("epoch", state.get("epoch", 0)))
         self.batches_in_epoch = int(sampler.get("batches_consumed", 0))
         trainer = state.get("trainer", {})
         self.nonfinite_total = int(trainer.get("nonfinite_total", 0))
         self.nonfinite_in_a_row = int(trainer.get("nonfinite_in_a_row", 0))
+        return rng
 
     def resume(self) -> dict[str, Any] | None:
         """Load the newest complete checkpoint of the run, if any; returns this rank's RNG state,
         to be restored (:func:`restore_rng_state`) once the data iterator exists."""
-        path = ckpt.latest_valid_checkpoint(self.cfg.checkpoint_dir)
-        if path is None:
+        found = self.engine.latest(self.cfg.checkpoint_dir)
+        if found is None:
             return None
-        state = ckpt.load_checkpoint(path, map_location="cpu")
-        self.load_state_dict(state, path)
+        path, state = found
+        rng = self.load_state_dict(state, path)
         log.info(
             "resumed from %s (step %d, epoch %d, batch %d)",
             path,
@@ -343,7 +309,4 @@ class Trainer:
             self.epoch,
             self.batches_in_epoch,
         )
-        rng = state["rng"]
-        if isinstance(rng, list):
-            rng = rng[self.dist.rank]
         return rng
