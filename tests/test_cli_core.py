@@ -77,6 +77,6 @@ def test_check_config_knows_lm_configs(capsys) -> None:
     lm_toml = Path(__file__).parent.parent / "configs" / "lm_tiny.toml"
     assert main(["check-config", str(lm_toml), "--json"]) == 0
     resolved = json.loads(capsys.readouterr().out)
-    assert resolved["preset"] == "lm_tiny" and "lr" in resolved["optim"]
-    assert main(["check-config", str(lm_toml), "--set", "optim.lrr=1"]) == 2
-    assert "optim.lrr: unknown key" in capsys.readouterr().err
+    assert resolved["preset"] == "lm_tiny" and "lr" in resolved["optimizer"]
+    assert main(["check-config", str(lm_toml), "--set", "optimizer.lrr=1"]) == 2
+    assert "optimizer.lrr: unknown key" in capsys.readouterr().err

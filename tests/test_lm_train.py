@@ -110,13 +110,13 @@ def _cfg(tmp_path, train, out, **run):
                 "block_size": 32,
                 "max_tokens": 128,
             },
-            "optim": {"lr": 3e-3, "warmup_steps": 2},
+            "optimizer": {"lr": 3e-3, "warmup_steps": 2},
+            "validation": {"interval": 2},
             "run": {
                 "output_dir": str(out),
                 "device": "cpu",
-                "log_every": 1,
-                "valid_every": 2,
-                "save_every": 2,
+                "log_interval": 1,
+                "save_interval": 2,
                 "keep_last": 0,
                 "tensorboard": False,
                 **run,
@@ -166,7 +166,7 @@ def test_train_then_slm_eval_lexical(tmp_path, capsys):
             "--set",
             "run.max_steps=250",
             "--set",
-            "run.valid_every=125",
+            "validation.interval=125",
         ]
     )
     assert code == 0
@@ -340,7 +340,7 @@ def test_ddp_two_ranks_equal_one_process_with_accumulation(tmp_path):
         "--set",
         "run.max_steps=4",
         "--set",
-        "run.save_every=4",
+        "run.save_interval=4",
         "--set",
         "data.max_tokens=256",
         "--no-progress",

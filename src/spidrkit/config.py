@@ -3,12 +3,17 @@
 A config is a (possibly nested) dataclass. ``load_config(Cls, "run.toml", ["optim.lr=1e-4"])`` reads the
 TOML, applies ``--set`` overrides, type-checks every field and calls ``validate()`` on each section if it
 has one; all problems are collected and raised at once as a :class:`ConfigError`.
+
+A config class may list renamed keys in ``RENAMED_KEYS`` (old dotted path -> new dotted path, applied
+in order): an old key still works for one release, with a warning naming old -> new
+(:func:`rename_deprecated`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import re
 import tomllib
@@ -20,6 +25,7 @@ from typing import Any, Literal, TypeVar, cast, get_args, get_origin, get_type_h
 from spidrkit.errors import ConfigError
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def _check_value(tp: Any, value: Any, path: str, errors: list[str]) -> Any:
@@ -154,9 +160,54 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[s
     return data
 
 
+def _merge_into(new: Any, old: Any, old_path: str, new_path: str) -> Any:
+    """``old``'s values added to ``new`` (tables merge); a key set under both names is an error."""
+    if isinstance(new, dict) and isinstance(old, dict):
+        for key, value in old.items():
+            new[key] = (
+                _merge_into(new[key], value, f"{old_path}.{key}", f"{new_path}.{key}")
+                if key in new
+                else value
+            )
+        return new
+    raise ConfigError(f"{old_path} and {new_path} are both set: keep only {new_path}")
+
+
+def rename_deprecated(data: dict[str, Any], renames: dict[str, str]) -> dict[str, Any]:
+    """Move every old dotted key of ``renames`` that ``data`` holds to its new path (in place, in
+    order), with a warning naming old -> new; returns ``data``."""
+    for old, new in renames.items():
+        *old_parents, old_key = old.split(".")
+        chain: list[Any] = [data]
+        for part in old_parents:
+            chain.append(chain[-1].get(part) if isinstance(chain[-1], dict) else None)
+        node = chain[-1]
+        if not isinstance(node, dict) or old_key not in node:
+            continue
+        value = node.pop(old_key)
+        if old_parents and not node:  # a table emptied by the move goes too
+            chain[-2].pop(old_parents[-1])
+        log.warning(
+            "config: %s is deprecated, use %s (the old name goes in the next release)", old, new
+        )
+        *new_parents, new_key = new.split(".")
+        target = data
+        for part in new_parents:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise ConfigError(f"{new}: {part} is not a table")
+        target[new_key] = (
+            _merge_into(target[new_key], value, old, new) if new_key in target else value
+        )
+    return data
+
+
 def from_dict(cls: type[T], data: dict[str, Any], overrides: list[str] | None = None) -> T:
     """Build and validate a config dataclass from a dict; every problem is reported at once."""
     data = apply_overrides(data, overrides)
+    renames = getattr(cls, "RENAMED_KEYS", None)
+    if renames:
+        data = rename_deprecated(data, renames)
     errors: list[str] = []
     obj = _build(cls, data, "", errors)
     if errors:

@@ -133,14 +133,18 @@ def _lm_config(plan: DemoPlan, units: Path, out: Path) -> dict[str, Any]:
             "block_size": 256,
             "max_tokens": 4096,
         },
-        "optim": {"lr": 3e-3, "warmup_steps": max(plan.lm_steps // 10, 1), "weight_decay": 0.0},
+        "optimizer": {
+            "lr": 3e-3,
+            "warmup_steps": max(plan.lm_steps // 10, 1),
+            "weight_decay": 0.0,
+        },
+        "validation": {"interval": max(plan.lm_steps // 2, 1)},
         "run": {
             "output_dir": str(out),
             "max_steps": plan.lm_steps,
             "device": "auto",
-            "log_every": 20,
-            "valid_every": max(plan.lm_steps // 2, 1),
-            "save_every": plan.lm_steps,
+            "log_interval": 20,
+            "save_interval": plan.lm_steps,
             "tensorboard": False,
         },
     }

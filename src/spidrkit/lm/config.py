@@ -11,7 +11,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
+
+from spidrkit.train.config import OptimizerConfig
+from spidrkit.utils.precision import Precision
 
 
 @dataclass(frozen=True)
@@ -129,46 +132,46 @@ class LMDataConfig:
 
 
 @dataclass(frozen=True)
-class LMOptimConfig:
-    """AdamW with a linear warm-up, then cosine decay or a constant learning rate."""
+class LMOptimizerConfig(OptimizerConfig):
+    """``[optimizer]``: the pretraining :class:`~spidrkit.train.config.OptimizerConfig` (same
+    fields, same AdamW and schedules), with the unit LM's defaults: betas (0.9, 0.98), eps 1e-8,
+    clip_norm 1.0, 1000 warm-up steps, then a cosine decay to 0 at ``run.max_steps``."""
 
-    lr: float = 5e-4
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = 1e-8
-    weight_decay: float = 0.01
     clip_norm: float = 1.0
-    """Gradient norm clipping (0 disables it)."""
+    scheduler: Literal["tristage", "cosine", "constant"] = "cosine"
     warmup_steps: int = 1000
-    """Linear warm-up from ``init_lr_scale`` x ``lr`` to ``lr``."""
-    schedule: Literal["cosine", "constant"] = "cosine"
-    """After warm-up: half a cosine down to ``final_lr_scale`` x ``lr`` at ``run.max_steps``, or
-    constant (:mod:`spidrkit.train.schedule`)."""
-    init_lr_scale: float = 0.01
     final_lr_scale: float = 0.0
 
+
+@dataclass(frozen=True)
+class LMValidationConfig:
+    """``[validation]``: validation loss on ``data.valid`` (or the held-out share)."""
+
+    interval: int = 1000
+    """Steps between validations (0 = only at the end), as pretraining's ``validation.interval``."""
+
     def validate(self) -> list[str]:
-        problems = []
-        if self.lr <= 0:
-            problems.append(f"lr: must be > 0, got {self.lr}")
-        if self.warmup_steps < 0:
-            problems.append(f"warmup_steps: must be >= 0, got {self.warmup_steps}")
-        return problems
+        return [f"interval: must be >= 0, got {self.interval}"] if self.interval < 0 else []
 
 
 @dataclass(frozen=True)
 class LMRunConfig:
-    """Length of the run, precision, logging and checkpoints."""
+    """Length of the run, precision, logging and checkpoints (pretraining's ``[run]`` names)."""
 
     output_dir: Path = Path("runs/lm")
     max_steps: int = 20000
     grad_accum: int = 1
     """Micro-batches per optimizer step."""
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-    """``auto``: bf16 autocast on CUDA devices that support it, fp32 elsewhere."""
+    precision: Precision = "auto"
+    """``auto``: bf16 autocast on CUDA devices that support it, fp32 elsewhere; ``fp32``,
+    ``bf16``, ``fp16`` (with a GradScaler), as in :mod:`spidrkit.utils.precision`."""
     seed: int = 0
-    log_every: int = 50
-    valid_every: int = 1000
-    save_every: int = 1000
+    log_interval: int = 50
+    """Steps between metrics lines."""
+    save_interval: int = 1000
+    """Steps between checkpoints (one is always written at the end)."""
     keep_last: int = 2
     """Newest ``checkpoint_<step>.pt`` files kept (``best.pt``, the lowest validation loss, is kept too)."""
     device: str = "auto"
@@ -180,7 +183,7 @@ class LMRunConfig:
 
     def validate(self) -> list[str]:
         problems = []
-        for name in ("max_steps", "grad_accum", "log_every", "valid_every", "save_every"):
+        for name in ("max_steps", "grad_accum", "log_interval", "save_interval"):
             if getattr(self, name) < 1:
                 problems.append(f"{name}: must be >= 1, got {getattr(self, name)}")
         if self.keep_last < 0:
@@ -192,11 +195,22 @@ class LMRunConfig:
 class LMTrainConfig:
     """The whole ``spidrkit lm-train`` config: ``preset`` picks a size, ``[model]`` overrides it."""
 
+    RENAMED_KEYS: ClassVar[dict[str, str]] = {
+        "optim.schedule": "optimizer.scheduler",
+        "optim": "optimizer",
+        "optimizer.schedule": "optimizer.scheduler",
+        "run.log_every": "run.log_interval",
+        "run.save_every": "run.save_interval",
+        "run.valid_every": "validation.interval",
+    }
+    """Names before the training engine was shared with pretraining (accepted with a warning)."""
+
     preset: str = "opt_125m"
     """Name in :data:`LM_PRESETS`; keys in ``[model]`` override the preset's fields."""
     model: dict = field(default_factory=dict)
     data: LMDataConfig = field(default_factory=LMDataConfig)
-    optim: LMOptimConfig = field(default_factory=LMOptimConfig)
+    optimizer: LMOptimizerConfig = field(default_factory=LMOptimizerConfig)
+    validation: LMValidationConfig = field(default_factory=LMValidationConfig)
     run: LMRunConfig = field(default_factory=LMRunConfig)
 
     def validate(self) -> list[str]:

@@ -1,8 +1,10 @@
-"""Training loop of the unit LM (``spidrkit lm-train``), on the pretraining engine's infrastructure.
+"""Training loop of the unit LM (``spidrkit lm-train``), on the pretraining engine.
 
-Reuses :mod:`spidrkit.train.distributed` (torchrun/DDP), :mod:`spidrkit.train.schedule` (warm-up +
-cosine), :mod:`spidrkit.train.checkpoint` (atomic save, keep-latest, RNG state, resume) and
-:mod:`spidrkit.train.monitor` (JSONL + TensorBoard). Loss: summed cross-entropy of every target
+The model's optimizer steps run on :class:`spidrkit.train.engine.Engine`, as pretraining's do:
+precision and autocast, the DDP/compile wrap, AdamW and its schedule (:mod:`spidrkit.train.optim`,
+the ``[optimizer]`` section has pretraining's fields), checkpoints with every rank's RNG state, the
+world-size check on resume, and the run folder (:mod:`spidrkit.train.rundir`: lock, ``--overwrite``,
+SHA-256 beside checkpoints, ``metrics.jsonl`` truncated on resume). Loss: summed cross-entropy of every target
 token of a step (all micro-batches, all ranks) divided by their global count, so the gradient does
 not depend on how tokens are split over ranks and micro-batches.
 
@@ -13,7 +15,6 @@ Files in ``run.output_dir``: ``checkpoint_<step>.pt`` (full state, the newest ``
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import math
@@ -21,7 +22,6 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -40,10 +40,12 @@ from spidrkit.lm.model import UnitLM
 from spidrkit.lm.vocab import PAD
 from spidrkit.train import checkpoint as ckpt
 from spidrkit.train import distributed as D
+from spidrkit.train.engine import Engine
 from spidrkit.train.monitor import MetricsLogger, format_postfix
+from spidrkit.train.optim import build_optimizer, build_scheduler
 from spidrkit.train.rundir import METRICS_NAME, run_folder, truncate_metrics
-from spidrkit.train.schedule import make_schedule, make_scheduler
 from spidrkit.utils.files import atomic_write
+from spidrkit.utils.precision import autocast
 from spidrkit.utils.progress import progress
 
 log = logging.getLogger(__name__)
@@ -110,16 +112,6 @@ def load_lm(path: str | Path, device: str | torch.device = "cpu") -> UnitLM:
 # ---------------------------------------------------------------------------------------- pieces
 
 
-def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast when asked (``bf16``) or when ``auto`` on a CUDA device supporting it."""
-    use_bf16 = precision == "bf16" or (
-        precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
-    )
-    if not use_bf16:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-
-
 def build_datasets(cfg: LMTrainConfig, model_cfg: UnitLMConfig) -> tuple[LMBatches, LMBatches]:
     """Plan the train and validation batches (validation: ``data.valid`` or a held-out share)."""
     d = cfg.data
@@ -159,7 +151,7 @@ def evaluate(
     count = torch.zeros((), dtype=torch.float64, device=dist.device)
     for i in range(dist.rank, len(batches), dist.world_size):
         inputs, targets = (t.to(dist.device) for t in batches.batch(i))
-        with autocast_context(dist.device, precision):
+        with autocast(precision, dist.device):
             loss, n = model.loss(inputs, targets)
         loss_sum += loss.double()
         count += n
@@ -182,6 +174,20 @@ def _stream(
 
 
 # ------------------------------------------------------------------------------------------- loop
+
+
+def build_engine(cfg: LMTrainConfig, model_cfg: UnitLMConfig, dist: D.DistInfo) -> Engine:
+    """The unit LM on this process's device, with AdamW and its schedule, in an :class:`Engine`."""
+    model = UnitLM(model_cfg).to(dist.device)
+    optimizer = build_optimizer(model, cfg.optimizer, dist.device)
+    return Engine(
+        model,
+        optimizer,
+        build_scheduler(optimizer, cfg.optimizer, cfg.run.max_steps),
+        dist,
+        cfg.run.precision,
+        compile=cfg.run.compile and dist.device.type == "cuda",
+    )
 
 
 def train_lm(
@@ -210,44 +216,19 @@ def _train_lm(
     out = Path(run.output_dir)
     torch.manual_seed(run.seed)
     train_batches, valid_batches = build_datasets(cfg, model_cfg)
-    model = UnitLM(model_cfg).to(dist.device)
-    optimizer = torch.optim.AdamW(
-        model.parameters(),
-        lr=cfg.optim.lr,
-        betas=cfg.optim.betas,
-        eps=cfg.optim.eps,
-        weight_decay=cfg.optim.weight_decay,
-    )
-    scheduler = make_scheduler(
-        optimizer,
-        make_schedule(
-            cfg.optim.schedule,
-            warmup_steps=cfg.optim.warmup_steps,
-            total_steps=run.max_steps,
-            init_lr_scale=cfg.optim.init_lr_scale,
-            final_lr_scale=cfg.optim.final_lr_scale,
-        ),
-    )
+    engine = build_engine(cfg, model_cfg, dist)
+    model = engine.model
     step, epoch, index, best = 0, 0, 0, math.inf
-    latest = ckpt.latest_valid_checkpoint(out) if resume else None
-    if latest is not None:
-        state = ckpt.load_checkpoint(latest, map_location=dist.device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+    found = Engine.latest(out) if resume else None
+    if found is not None:
+        latest, state = found
+        rng = engine.load_state_dict(state, latest)
         step = int(state["step"])
         epoch, index = int(state["sampler"]["epoch"]), int(state["sampler"]["index"])
         best = float(state["trainer"].get("best_valid_loss", math.inf))
-        ckpt.restore_rng_state(state["rng"])
+        ckpt.restore_rng_state(rng)
         log.info("resumed from %s at step %d", latest, step)
-    wrapped: Any = model
-    ddp: torch.nn.parallel.DistributedDataParallel | None = None
-    if dist.is_distributed:
-        wrapped = ddp = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None
-        )
-    if run.compile and dist.device.type == "cuda":
-        wrapped = torch.compile(wrapped)
+    wrapped = engine.wrap()
     if dist.is_main:
         log.info(
             "unit LM: %.2fM parameters, %d train batches (%d tokens), %d valid batches",
@@ -278,9 +259,7 @@ def _train_lm(
             step_loss = 0.0
             for k, (_, _, (inputs, targets)) in enumerate(micro):
                 inputs, targets = inputs.to(dist.device), targets.to(dist.device)
-                last = k == len(micro) - 1
-                ctx = ddp.no_sync() if ddp is not None and not last else contextlib.nullcontext()
-                with ctx, autocast_context(dist.device, run.precision):
+                with engine.no_sync(sync=k == len(micro) - 1), engine.autocast():
                     logits = wrapped(inputs)
                     loss = torch.nn.functional.cross_entropy(
                         logits.float().flatten(0, 1),
@@ -288,34 +267,31 @@ def _train_lm(
                         ignore_index=PAD,
                         reduction="sum",
                     )
-                (loss * scale).backward()
+                engine.backward(loss * scale)
                 step_loss += loss.item()
-            grad_norm = torch.nn.utils.clip_grad_norm_(
-                model.parameters(), cfg.optim.clip_norm if cfg.optim.clip_norm > 0 else math.inf
-            )
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            scheduler.step()
+            grad_norm = engine.clip(list(model.parameters()), cfg.optimizer.clip_norm)
+            engine.step()
             step += 1
             bar.update(1)
             window_loss += step_loss
             window_tokens += local
-            if step % run.log_every == 0 or step == run.max_steps:
+            if step % run.log_interval == 0 or step == run.max_steps:
                 sums = D.reduce_scalars({"loss": window_loss, "tokens": window_tokens}, dist.device)
                 train_loss = sums["loss"] / max(sums["tokens"], 1.0)
                 elapsed = time.perf_counter() - window_start
                 metrics: dict[str, float] = {
                     "loss": train_loss,
                     "ppl": math.exp(min(train_loss, 50.0)),
-                    "lr": float(scheduler.get_last_lr()[0]),
-                    "grad_norm": float(grad_norm),
+                    "lr": float(engine.scheduler.get_last_lr()[0]),
+                    "grad_norm": grad_norm,
                     "tokens_per_s": sums["tokens"] / max(elapsed, 1e-9),
                 }
                 logger.log(step, metrics, "train")
                 bar.set_postfix(format_postfix({k: metrics[k] for k in ("loss", "ppl", "lr")}))
                 window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
-            if step % run.valid_every == 0 or step == run.max_steps:
-                valid_loss, _ = evaluate(model, valid_batches, dist, run.precision)
+            interval = cfg.validation.interval
+            if (interval and step % interval == 0) or step == run.max_steps:
+                valid_loss, _ = evaluate(model, valid_batches, dist, engine.precision)
                 logger.log(
                     step, {"loss": valid_loss, "ppl": math.exp(min(valid_loss, 50.0))}, "valid"
                 )
@@ -323,27 +299,15 @@ def _train_lm(
                     best = valid_loss
                     if dist.is_main:
                         save_lm(out / BEST_NAME, model, {"step": step, "valid_loss": valid_loss})
-            if step % run.save_every == 0 or step == run.max_steps:
-                if dist.is_main:
-                    ckpt.save_checkpoint(
-                        out,
-                        step,
-                        {
-                            "model": model.state_dict(),
-                            "lm_config": dataclasses.asdict(model_cfg),
-                            "optimizer": optimizer.state_dict(),
-                            "scheduler": scheduler.state_dict(),
-                            "scaler": None,
-                            "epoch": epoch,
-                            "step": step,
-                            "rng": ckpt.capture_rng_state(),
-                            "sampler": {"epoch": epoch, "index": index},
-                            "trainer": {"best_valid_loss": best},
-                        },
-                        keep_last=run.keep_last,
-                        config=to_dict(cfg),
-                    )
-                D.barrier()
+            if step % run.save_interval == 0 or step == run.max_steps:
+                state = engine.state_dict(  # collective: every rank's RNG state
+                    step=step,
+                    epoch=epoch,
+                    sampler={"epoch": epoch, "index": index},
+                    trainer={"best_valid_loss": best},
+                    extra={"lm_config": dataclasses.asdict(model_cfg)},
+                )
+                engine.save(out, state, keep_last=run.keep_last, config=to_dict(cfg))
     finally:
         bar.close()
         logger.close()

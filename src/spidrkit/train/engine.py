@@ -66,7 +66,9 @@ def rank_rng_state(saved: Any, dist: DistInfo, source: Any = "checkpoint") -> di
             )
         return saved[dist.rank]
     if dist.world_size > 1:
-        log.warning("%s: one RNG state for %d processes (older checkpoint)", source, dist.world_size)
+        log.warning(
+            "%s: one RNG state for %d processes (older checkpoint)", source, dist.world_size
+        )
     return saved
 
 
