@@ -381,3 +381,52 @@ def test_ddp_two_ranks_equal_one_process_with_accumulation(tmp_path):
     b = load_checkpoint(tmp_path / "one" / "checkpoint_00000004.pt")["model"]
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+
+
+def test_old_config_names_still_work_with_a_warning(caplog):
+    import logging
+
+    from spidrkit.errors import ConfigError
+
+    old = {
+        "optim": {"lr": 1e-3, "schedule": "constant"},
+        "run": {"log_every": 3, "valid_every": 7, "save_every": 9},
+    }
+    with caplog.at_level(logging.WARNING, logger="spidrkit.config"):
+        cfg = from_dict(LMTrainConfig, old, ["optim.warmup_steps=5"])
+    assert (cfg.optimizer.lr, cfg.optimizer.scheduler, cfg.optimizer.warmup_steps) == (
+        1e-3,
+        "constant",
+        5,
+    )
+    assert (cfg.run.log_interval, cfg.validation.interval, cfg.run.save_interval) == (3, 7, 9)
+    for name, new in [
+        ("optim.schedule", "optimizer.scheduler"),
+        ("optim", "optimizer"),
+        ("run.log_every", "run.log_interval"),
+        ("run.valid_every", "validation.interval"),
+        ("run.save_every", "run.save_interval"),
+    ]:
+        assert f"{name} is deprecated, use {new}" in caplog.text, name
+    new = from_dict(LMTrainConfig, {"run": {"log_interval": 4}}, ["run.log_every=6"])
+    assert new.run.log_interval == 6  # an old name in --set overrides the file's new one
+    with pytest.raises(ConfigError, match="optim.lr and optimizer.lr are both set"):
+        from_dict(LMTrainConfig, {"optim": {"lr": 1.0}, "optimizer": {"lr": 2.0}})
+
+
+def test_lm_speaks_the_one_precision_vocabulary(tmp_path):
+    from spidrkit.errors import ConfigError
+    from spidrkit.lm.model import UnitLM
+    from spidrkit.lm.train import build_engine
+    from spidrkit.train.distributed import DistInfo
+
+    def engine(precision: str):
+        cfg = from_dict(LMTrainConfig, {"preset": "lm_tiny", "run": {"precision": precision}})
+        return build_engine(cfg, UnitLM(cfg.model_config()), DistInfo())
+
+    assert engine("auto").precision == "fp32"  # on the CPU
+    fp16 = engine("fp16")
+    assert fp16.precision == "fp16" and fp16.scaler.is_enabled()
+    assert not engine("bf16").scaler.is_enabled()
+    with pytest.raises(ConfigError, match="run.precision"):
+        from_dict(LMTrainConfig, {"run": {"precision": "fp8"}})

@@ -160,6 +160,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[s
     return data
 
 
+_DEPRECATED = "config: %s is deprecated, use %s (the old name goes in the next release)"
+
+
 def _merge_into(new: Any, old: Any, old_path: str, new_path: str) -> Any:
     """``old``'s values added to ``new`` (tables merge); a key set under both names is an error."""
     if isinstance(new, dict) and isinstance(old, dict):
@@ -202,12 +205,24 @@ def rename_deprecated(data: dict[str, Any], renames: dict[str, str]) -> dict[str
     return data
 
 
+def _rename_override(text: str, renames: dict[str, str]) -> str:
+    """``--set old.key=value`` with its key renamed as :func:`rename_deprecated` would."""
+    key, eq, value = text.partition("=")
+    path = key.strip()
+    for old, new in renames.items():
+        if path == old or path.startswith(old + "."):
+            log.warning(_DEPRECATED, old, new)
+            path = new + path[len(old) :]
+    return f"{path}{eq}{value}"
+
+
 def from_dict(cls: type[T], data: dict[str, Any], overrides: list[str] | None = None) -> T:
     """Build and validate a config dataclass from a dict; every problem is reported at once."""
-    data = apply_overrides(data, overrides)
     renames = getattr(cls, "RENAMED_KEYS", None)
-    if renames:
-        data = rename_deprecated(data, renames)
+    if renames:  # the file's old keys, then the overrides' (which win, as any --set does)
+        data = rename_deprecated(apply_overrides(data, None), renames)
+        overrides = [_rename_override(text, renames) for text in overrides or []]
+    data = apply_overrides(data, overrides)
     errors: list[str] = []
     obj = _build(cls, data, "", errors)
     if errors:

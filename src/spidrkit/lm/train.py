@@ -176,9 +176,9 @@ def _stream(
 # ------------------------------------------------------------------------------------------- loop
 
 
-def build_engine(cfg: LMTrainConfig, model_cfg: UnitLMConfig, dist: D.DistInfo) -> Engine:
-    """The unit LM on this process's device, with AdamW and its schedule, in an :class:`Engine`."""
-    model = UnitLM(model_cfg).to(dist.device)
+def build_engine(cfg: LMTrainConfig, model: UnitLM, dist: D.DistInfo) -> Engine:
+    """``model`` moved to this process's device, with AdamW and its schedule, in an :class:`Engine`."""
+    model = model.to(dist.device)
     optimizer = build_optimizer(model, cfg.optimizer, dist.device)
     return Engine(
         model,
@@ -216,8 +216,8 @@ def _train_lm(
     out = Path(run.output_dir)
     torch.manual_seed(run.seed)
     train_batches, valid_batches = build_datasets(cfg, model_cfg)
-    engine = build_engine(cfg, model_cfg, dist)
-    model = engine.model
+    model = UnitLM(model_cfg)
+    engine = build_engine(cfg, model, dist)
     step, epoch, index, best = 0, 0, 0, math.inf
     found = Engine.latest(out) if resume else None
     if found is not None:

@@ -1,6 +1,8 @@
 """Pretraining engine: distributed setup, LR schedules, checkpoints, metrics, and the SpidR trainer.
 
-The first four modules are model-agnostic and reused by the unit-LM trainer (``spidrkit lm-train``):
-``distributed`` (DistInfo, init_distributed), ``schedule`` (TriStage/Cosine/Constant),
-``checkpoint`` (atomic save, pruning, RNG, find latest), ``monitor`` (JSONL/TensorBoard/W&B).
+``engine`` (precision, DDP/compile wrap, optimizer step, checkpoint state with every rank's RNG,
+world-size check) and the modules under it are model-agnostic and shared with the unit-LM trainer
+(``spidrkit lm-train``): ``optim`` (AdamW, schedules, clipping), ``distributed`` (DistInfo,
+init_distributed), ``schedule`` (TriStage/Cosine/Constant), ``checkpoint`` (atomic save, pruning,
+RNG, find latest), ``rundir`` (lock, overwrite, metrics truncation), ``monitor`` (JSONL/TensorBoard/W&B).
 """

@@ -123,10 +123,8 @@ class Engine:
         """The concrete precision (``auto`` resolved)."""
         self.scaler = make_grad_scaler(self.precision, dist.device)
         self.compile = compile
-        self._ddp_options = {
-            "broadcast_buffers": broadcast_buffers,
-            "find_unused_parameters": find_unused_parameters,
-        }
+        self.broadcast_buffers = broadcast_buffers
+        self.find_unused_parameters = find_unused_parameters
         self._ddp: nn.parallel.DistributedDataParallel | None = None
 
     @property
@@ -148,7 +146,8 @@ class Engine:
             wrapped = self._ddp = nn.parallel.DistributedDataParallel(
                 self.model,
                 device_ids=[self.device] if self.device.type == "cuda" else None,
-                **self._ddp_options,
+                broadcast_buffers=self.broadcast_buffers,
+                find_unused_parameters=self.find_unused_parameters,
             )
         if self.compile:
             wrapped = torch.compile(wrapped)  # type: ignore[assignment]
