@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import socket
 from pathlib import Path
 
 import pytest
@@ -17,14 +16,7 @@ from spidrkit.config import from_dict
 from spidrkit.errors import CheckpointError
 from spidrkit.lm.config import LMTrainConfig
 from spidrkit.train.checkpoint import digest_path, list_checkpoints, load_checkpoint
-
-DIST_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from train_helpers import DIST_ENV, free_port, set_dist_env
 
 
 def _config(train: str, out: str) -> LMTrainConfig:
@@ -59,13 +51,7 @@ def _config(train: str, out: str) -> LMTrainConfig:
 
 def _rank(rank: int, world: int, port: int, train: str, out: str) -> None:
     """Train 4 steps (checkpoints at 2 and 4), set the 4th aside, resume from the 2nd."""
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-    )
+    set_dist_env(rank, world, port)
     torch.set_num_threads(1)
     from spidrkit.lm.train import train_lm
     from spidrkit.train.distributed import barrier, cleanup
@@ -107,7 +93,7 @@ def test_two_rank_resume_is_bitwise_equal_and_world_size_checked(tmp_path):
             units = [rng.randrange(16) for _ in range(rng.randint(4, 50))]
             f.write(json.dumps({"audio": f"u{i}.wav", "units": units}) + "\n")
     out = tmp_path / "run"
-    mp.spawn(_rank, args=(2, _free_port(), str(train), str(out)), nprocs=2, join=True)
+    mp.spawn(_rank, args=(2, free_port(), str(train), str(out)), nprocs=2, join=True)
     assert [s for s, _ in list_checkpoints(out)] == [2, 4]
     straight = load_checkpoint(out / "straight.pt")
     assert straight["trainer"]["world_size"] == 2 and len(straight["rng"]) == 2

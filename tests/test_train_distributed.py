@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -12,16 +11,10 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from train_helpers import REPO, TINY_TOML, make_corpus, tiny_overrides
+from train_helpers import REPO, TINY_TOML, free_port, make_corpus, set_dist_env, tiny_overrides
 
 STEPS = 3
 ROWS = 4
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _batches() -> list[SimpleNamespace]:
@@ -57,13 +50,7 @@ def _config(out: str):
 
 
 def _train(rank: int, world: int, port: int, out: str) -> None:
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-    )
+    set_dist_env(rank, world, port)
     torch.set_num_threads(1)
     from spidrkit.train.distributed import cleanup
     from spidrkit.train.trainer import Trainer
@@ -94,10 +81,10 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     out = str(tmp_path)
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         os.environ.pop(k, None)
-    mp.spawn(_train, args=(2, _free_port(), out), nprocs=2, join=True)
+    mp.spawn(_train, args=(2, free_port(), out), nprocs=2, join=True)
     threads = torch.get_num_threads()
     try:
-        _train(0, 1, _free_port(), out)
+        _train(0, 1, free_port(), out)
     finally:
         torch.set_num_threads(threads)
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
@@ -139,7 +126,7 @@ def test_torchrun_cli_two_processes(tmp_path):
             "--nproc-per-node",
             "2",
             "--master-port",
-            str(_free_port()),
+            str(free_port()),
             "-m",
             "spidrkit.cli.main",
             "train",

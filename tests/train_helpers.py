@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -54,3 +56,23 @@ def tiny_overrides(manifest: Path, out: Path, **extra: object) -> list[str]:
     }
     sets.update({k: str(v) for k, v in extra.items()})
     return [f"{k}={v}" for k, v in sets.items()]
+
+
+DIST_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def set_dist_env(rank: int, world: int, port: int) -> None:
+    """What torchrun sets for process ``rank`` of ``world`` on this machine."""
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+    )
