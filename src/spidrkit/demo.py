@@ -27,10 +27,16 @@ class DemoPlan:
 
     corpus_preset: str = "demo"
     train_steps: int = 1200
-    lr: float = 2e-4
+    lr: float = 1e-3
     embed_dim: int = 128
     num_layers: int = 4
-    codebook_size: int = 256
+    codebook_size: int = 64
+    # the small-scale recipe (docs/training.md, "Small-scale pretraining"); configs/small.toml
+    codebook_distance: str = "cosine"
+    codebook_balance: float = 0.05
+    warmup_fraction: float = 2 / 3
+    """Share of the steps whose targets are MFCC codes (then SpidR self-distillation)."""
+    warmup_unmasked_weight: float = 1.0
     kmeans_k: int = 64
     lm_steps: int = 400
     seed: int = 0
@@ -97,6 +103,11 @@ def pretrain_config(plan: DemoPlan, corpus: Path, out: Path) -> dict[str, Any]:
             "encoder_num_heads": max(1, d // 32),
             "encoder_ff_interm_features": 4 * d,
             "codebook_size": plan.codebook_size,
+            "codebook_distance": plan.codebook_distance,
+            "codebook_balance": plan.codebook_balance,
+            "warmup_targets": "mfcc" if plan.warmup_fraction > 0 else "none",
+            "warmup_target_steps": round(plan.warmup_fraction * plan.train_steps),
+            "warmup_unmasked_weight": plan.warmup_unmasked_weight,
             "num_codebooks": min(3, plan.num_layers),
             "encoder_attention_dropout": 0.0,
             "encoder_dropout": 0.05,
