@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -80,3 +82,59 @@ def test_bad_values_are_reported():
     assert any("codebook_balance" in p for p in problems)
     with pytest.raises(ValueError, match="distance"):
         Codebook(4, 2, 0.9, distance="manhattan")
+
+
+def test_whitening_spreads_nearly_low_rank_targets():
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(32, 32, generator=gen) * torch.tensor([10.0, 5.0] + [0.3] * 30)[:, None]
+
+    def final_perplexity(whiten: bool) -> float:
+        cb = Codebook(32, 64, 0.9, distance="cosine", whiten=whiten)
+        for _ in range(200):
+            x = torch.randn(500, 32, generator=gen) @ w
+            x = (x - x.mean(0)) / x.std(0)
+            cb.update(*cb.statistics(x, cb.assign(x)))
+            if whiten:
+                cb.update_whitening(cb.moments(x))
+        return _perplexity(cb.assign(x), 64)
+
+    plain, white = final_perplexity(False), final_perplexity(True)
+    assert white > 1.5 * plain
+
+
+def test_whitening_statistics_are_state_and_follow_the_data():
+    cfg = SpidRConfig(**tiny_overrides(), codebook_whiten=True)
+    model = SpidR(cfg)
+    assert {"codebooks.0.white_mean", "codebooks.0.white_cov"} <= set(model.state_dict())
+    cb = model.codebooks[0]
+    x = 3.0 + 2.0 * torch.randn(4000, 64)
+    for _ in range(1000):
+        cb.update_whitening(cb.moments(x))
+    assert torch.allclose(cb.white_mean, x.mean(0), atol=1e-3)
+    white = cb._whitened(x)
+    assert torch.allclose(white.std(0), torch.ones(64), atol=0.05)
+
+
+def test_mfcc_warmup_targets_then_teacher_targets():
+    cfg = SpidRConfig(
+        **tiny_overrides(),
+        warmup_targets="mfcc",
+        warmup_target_steps=2,
+        warmup_unmasked_weight=1.0,
+    )
+    torch.manual_seed(0)
+    model = SpidR(cfg).train()
+    assert {"warmup_codebook.codebook", "warmup_codebook.counts"} <= set(model.state_dict())
+    wav = torch.randn(2, 16000)
+    mask = torch.stack([torch.randperm(49)[:30] for _ in range(2)])
+    before = model.warmup_codebook.counts.clone()
+    loss, _ = model(wav, mask_indices=mask)
+    assert loss.shape == (60,)
+    assert not torch.equal(before, model.warmup_codebook.counts)  # MFCC codebook trained
+    # masked + unmasked: about twice the uniform loss at initialisation
+    assert 1.8 * math.log(16) < float(loss.mean()) < 2.2 * math.log(16)
+    model.current_step.fill_(2)  # warm-up over: the teacher's codes, masked frames only
+    before = model.warmup_codebook.counts.clone()
+    loss, _ = model(wav, mask_indices=mask)
+    assert torch.equal(before, model.warmup_codebook.counts)
+    assert float(loss.mean()) < 1.2 * math.log(16)
