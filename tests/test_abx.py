@@ -277,7 +277,7 @@ def test_bad_item_file_names_file_and_line(tmp_path):
 
 
 def test_tiles_do_not_change_distances():
-    from spidrkit.eval.abx.scoring import item_order, needed_pairs, pair_dtw
+    from spidrkit.eval.abx.scoring import Blocks, item_order, pair_dtw
     from spidrkit.eval.abx.task import build_cells, gather_frames
 
     rows, feats = random_task(7, "euclidean", n_items=50)
@@ -285,12 +285,21 @@ def test_tiles_do_not_change_distances():
     cfg = ABXConfig(speaker="across", context="any", max_size_group=None, max_x_across=None)
     bank = gather_frames(items, feats, show_progress=False)
     cells = build_cells(bank.items, cfg, np.random.default_rng(0))
-    keys = needed_pairs(cells, len(bank.length))
+    i, j, _ = Blocks(cells).item_pairs()
     order = item_order(bank.items, cfg.speaker, cfg.context)
-    one = pair_dtw(bank, keys, "euclidean", order=order, show_progress=False)
-    many = pair_dtw(bank, keys, "euclidean", order=order, tile_frames=7, show_progress=False)
-    tiny = pair_dtw(bank, keys, "euclidean", tile_frames=5, batch_elements=50, show_progress=False)
-    assert len(keys) > 100
+    one = pair_dtw(bank, i, j, "euclidean", order=order, show_progress=False)
+    many = pair_dtw(bank, i, j, "euclidean", order=order, tile_frames=7, show_progress=False)
+    tiny = pair_dtw(
+        bank,
+        i,
+        j,
+        "euclidean",
+        tile_frames=5,
+        batch_elements=50,
+        chunk_elements=64,
+        show_progress=False,
+    )
+    assert len(i) > 100
     np.testing.assert_allclose(many, one, rtol=1e-6)
     np.testing.assert_allclose(tiny, one, rtol=1e-6)
 
@@ -302,14 +311,103 @@ def test_sparse_and_tiled_paths_agree():
     rows, feats = random_task(8, "angular", n_items=50)
     cfg = ABXConfig(max_size_group=None)
     bank = gather_frames(Items.from_rows(rows), feats, show_progress=False)
-    keys = scoring.needed_pairs(build_cells(bank.items, cfg, None), len(bank.length))
-    tiled = scoring.pair_dtw(bank, keys, "angular", show_progress=False)
+    i, j, _ = scoring.Blocks(build_cells(bank.items, cfg, None)).item_pairs()
+    tiled = scoring.pair_dtw(bank, i, j, "angular", show_progress=False)
     old = scoring.SPARSE_RATIO
     try:
         scoring.SPARSE_RATIO = 10**9  # every tile pair goes the per-pair way
-        sparse = scoring.pair_dtw(bank, keys, "angular", show_progress=False)
+        sparse = scoring.pair_dtw(bank, i, j, "angular", show_progress=False)
     finally:
         scoring.SPARSE_RATIO = old
-    assert len(keys) > 20
+    assert len(i) > 20
     # acos near 0 amplifies 1-ulp matmul differences (overlapping items): absolute tolerance
     np.testing.assert_allclose(sparse, tiled, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("speaker", ["within", "across"])
+def test_small_and_big_cell_scoring_agree(speaker, monkeypatch):
+    """Cells scored all together (small) and one by one (big) give the same errors."""
+    from spidrkit.eval.abx import scoring
+    from spidrkit.eval.abx.task import build_cells, gather_frames
+
+    rows, feats = random_task(9, "identical", n_items=80)  # units: many exact ties
+    cfg = ABXConfig(speaker=speaker, context="any", distance="identical", max_size_group=None)
+    bank = gather_frames(Items.from_rows(rows), feats, show_progress=False)
+    cells = build_cells(bank.items, cfg, np.random.default_rng(0))
+    blocks = scoring.Blocks(cells)
+    i, j, pos = blocks.item_pairs()
+    blocks.fill(pos, scoring.pair_dtw(bank, i, j, "identical", show_progress=False))
+    together, n1 = scoring.score_cells(cells, blocks)
+    monkeypatch.setattr(scoring, "SMALL_CELL_TRIPLETS", 0)
+    one_by_one, n2 = scoring.score_cells(cells, blocks)
+    monkeypatch.setattr(scoring, "SMALL_CELL_TRIPLETS", 1 << 12)
+    monkeypatch.setattr(scoring, "CHUNK_TRIPLETS", 7)  # chunks of one or two cells
+    chunked, n3 = scoring.score_cells(cells, blocks)
+    assert len(cells) > 5 and (n1 == n2).all() and (n1 == n3).all()
+    np.testing.assert_array_equal(together, one_by_one)
+    np.testing.assert_array_equal(together, chunked)
+
+
+def test_cell_score_binary_search_matches_broadcast():
+    from spidrkit.eval.abx.scoring import cell_score
+
+    rng = np.random.default_rng(0)
+    dxa = rng.integers(0, 20, (40, 40)).astype(float)  # ties on purpose
+    dxb = rng.integers(0, 20, (40, 700)).astype(float)  # 1.1M triplets: the sorted path
+    lt = (dxa[:, :, None] < dxb[:, None, :]).sum(2)
+    eq = (dxa[:, :, None] == dxb[:, None, :]).sum(2)
+    s = lt + 0.5 * eq
+    assert cell_score(dxa, dxb, False) == (float(s.sum()), 40 * 40 * 700)
+    np.fill_diagonal(s, 0.0)
+    assert cell_score(dxa, dxb, True) == (float(s.sum()), 40 * 39 * 700)
+
+
+@pytest.mark.parametrize("kind", ["random", "ties", "negative"])
+def test_keyed_dtw_is_bit_identical_to_float_dtw(kind, monkeypatch):
+    """The int64-keyed kernel (every batching, transposed reads) == the float kernel, exactly."""
+    from spidrkit.eval.abx import dtw
+
+    monkeypatch.setattr(dtw, "MIN_BATCH_PAIRS", 1)
+    gen = torch.Generator().manual_seed(3)
+    P, N, M = 300, 9, 13
+    cost = torch.rand(P, N, M, generator=gen)
+    if kind == "ties":
+        cost = (cost * 3).floor()  # 0, 1, 2: many exact ties, zero-cost paths
+    if kind == "negative":
+        cost = cost - 0.1  # cannot be keyed: the float kernel runs
+        assert not dtw._can_key(cost.reshape(-1))
+    n = torch.randint(1, N + 1, (P,), generator=gen)
+    m = torch.randint(1, M + 1, (P,), generator=gen)
+    want = dtw._dtw_float(cost, n, m)
+    assert torch.equal(dtw_normalised(cost, n, m), want)
+    # the same matrices read transposed (row step 1, column step M), in batches of few cells
+    flat = cost.transpose(1, 2).contiguous().reshape(-1)
+    base = np.arange(P) * N * M
+    got = dtw.dtw_flat(
+        flat, base, np.ones(P, np.int64), np.full(P, N), n.numpy(), m.numpy(), batch_cells=40
+    )
+    np.testing.assert_array_equal(got, want.double().numpy())
+
+
+def test_bank_in_order_holds_the_same_frames_and_zero_gaps():
+    from spidrkit.eval.abx.distances import prepare_frames
+    from spidrkit.eval.abx.task import gather_frames
+
+    rows, feats = random_task(11, "angular", n_items=60)
+    rows.append((rows[0][0], 0.45, 0.9, "a", "x", "y", rows[0][6]))  # clipped at the file's end
+    rows.append((rows[0][0], 0.2, 0.205, "a", "x", "y", rows[0][6]))  # no frame once dropped
+    items = Items.from_rows(rows)
+    plain = gather_frames(items, feats, drop_last=True, show_progress=False)
+    order = np.random.default_rng(0).permutation(len(items))
+    laid = gather_frames(
+        items, feats, drop_last=True, show_progress=False, order=order, distance="angular"
+    )
+    assert laid.prepared == "angular" and (laid.length == plain.length).all()
+    assert len(plain.length) < len(items)  # the drop leaves some items without a frame
+    used = torch.zeros(len(laid.frames), dtype=torch.bool)
+    for k in range(len(plain.length)):
+        a = plain.frames[plain.start[k] :][: plain.length[k]]
+        b = laid.frames[laid.start[k] :][: laid.length[k]]
+        assert torch.equal(prepare_frames(a, "angular"), b)
+        used[laid.start[k] : laid.start[k] + laid.length[k]] = True
+    assert (~used).any() and (laid.frames[~used] == 0).all()

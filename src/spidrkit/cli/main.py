@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from spidrkit import __version__
+from spidrkit.cli.options import THREADED_COMMANDS, add_threads, apply_threads
 from spidrkit.errors import SpidrkitError, worker_message
 
 # (command name, module under spidrkit.cli). Keep in pipeline order: it is the order of `--help`.
@@ -56,11 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         module.add_arguments(p)
+        if name in THREADED_COMMANDS:
+            add_threads(p)
         p.set_defaults(_run=module.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    # before torch loads OpenMP: idle threads sleep rather than spin (see apply_threads)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -72,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        apply_threads(getattr(args, "threads", None))
         return int(args._run(args) or 0)
     except SpidrkitError as exc:
         print(f"spidrkit {args.command}: error: {worker_message(str(exc))}", file=sys.stderr)

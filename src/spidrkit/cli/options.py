@@ -185,3 +185,37 @@ def add_overrides(parser: argparse.ArgumentParser) -> None:
         metavar="SECTION.KEY=VALUE",
         help="override one config value, TOML syntax, e.g. --set run.max_steps=100 (repeatable)",
     )
+
+
+# Commands that run long torch work on the CPU: they take --threads.
+THREADED_COMMANDS = frozenset({"train", "extract", "kmeans", "units", "abx", "lm-train"})
+
+
+def add_threads(parser: argparse.ArgumentParser) -> None:
+    """``--threads N`` of the long commands (into ``args.threads``)."""
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="CPU threads of torch (default: torch's, one per core; OMP_NUM_THREADS also works). "
+        "On a machine shared with other jobs, give each job its share, e.g. --threads 1",
+    )
+
+
+def apply_threads(threads: int | None) -> None:
+    """Set torch's thread count from ``--threads`` (``None``: leave torch's default).
+
+    Idle OpenMP threads also sleep instead of spinning (``OMP_WAIT_POLICY=PASSIVE`` unless set),
+    which :func:`spidrkit.cli.main.main` sets before torch loads: with more busy threads than
+    cores, spinning threads steal the cores the working ones need (docs/benchmarks.md, Threads).
+    """
+    if threads is None:
+        return
+    from spidrkit.errors import ConfigError
+
+    if threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)

@@ -21,14 +21,7 @@ from spidrkit.eval.abx.items import (
     read_units_jsonl,
 )
 from spidrkit.eval.abx.result import ABXCell, ABXConfig, ABXResult
-from spidrkit.eval.abx.scoring import (
-    PairTable,
-    aggregate,
-    item_order,
-    needed_pairs,
-    pair_dtw,
-    score_cells,
-)
+from spidrkit.eval.abx.scoring import Blocks, aggregate, item_groups, pair_dtw, score_cells
 from spidrkit.eval.abx.task import build_cells, gather_frames, subsample
 
 log = logging.getLogger(__name__)
@@ -73,18 +66,31 @@ def compute_abx(
         device = first.device if isinstance(first, torch.Tensor) else "cpu"
     rng = np.random.default_rng(config.seed)
     keep = subsample(items, config, rng)
-    bank = gather_frames(items.subset(keep), features, config.step, config.drop_last, show_progress)
+    kept = items.subset(keep)
+    bank = gather_frames(
+        kept,
+        features,
+        config.step,
+        config.drop_last,
+        show_progress,
+        order=item_groups(kept, config.speaker, config.context)[0],  # tiles: contiguous slices
+        distance=config.distance,
+    )
     cells = build_cells(bank.items, config, rng)
     if len(cells) == 0:
         raise DataError(
             f"no ABX cell for {config.speaker} speaker / {config.context} context: each cell needs "
             "two phones in one group (and, across speaker, the phone of A from another speaker)"
         )
-    keys = needed_pairs(cells, len(bank.length))
-    log.info("ABX: %d items, %d cells, %d item pairs", len(bank.length), len(cells), len(keys))
-    order = item_order(bank.items, config.speaker, config.context)
-    values = pair_dtw(bank, keys, config.distance, device, order, show_progress=show_progress)
-    err, ntrip = score_cells(cells, PairTable(keys, values, len(bank.length)))
+    blocks = Blocks(cells)
+    i, j, pos = blocks.item_pairs()
+    log.info("ABX: %d items, %d cells, %d item pairs", len(bank.length), len(cells), len(i))
+    order, groups = item_groups(bank.items, config.speaker, config.context)
+    values = pair_dtw(
+        bank, i, j, config.distance, device, order, show_progress=show_progress, groups=groups
+    )
+    blocks.fill(pos, values)
+    err, ntrip = score_cells(cells, blocks)
     error, by_pair, by_speaker = aggregate(cells, err)
     cell_list = [
         ABXCell(

@@ -19,10 +19,16 @@ DISTANCES: tuple[str, ...] = ("angular", "euclidean", "kl_symmetric", "identical
 _KL_EPS = 1e-12
 
 
-def prepare_frames(frames: torch.Tensor, distance: str) -> torch.Tensor:
-    """Per-frame preprocessing done once: L2-normalise (angular). ``[N, D] -> [N, D]``."""
+def prepare_frames(frames: torch.Tensor, distance: str, inplace: bool = False) -> torch.Tensor:
+    """Per-frame preprocessing done once: L2-normalise (angular). ``[N, D] -> [N, D]``.
+
+    ``inplace``: overwrite ``frames`` (same values as ``torch.nn.functional.normalize``).
+    """
     if distance == "angular":
-        return torch.nn.functional.normalize(frames, dim=-1)
+        if not inplace:
+            return torch.nn.functional.normalize(frames, dim=-1)
+        norm = torch.linalg.vector_norm(frames, dim=-1, keepdim=True).clamp_min_(1e-12)
+        return frames.div_(norm)
     return frames
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "FeatureFolder",
     "Items",
     "item_frame_range",
+    "item_frame_ranges",
     "load_feature_file",
     "match_keys",
     "read_item_file",
@@ -141,3 +142,15 @@ def item_frame_range(
     if drop_last:
         stop -= 1
     return start, max(stop, start)
+
+
+def item_frame_ranges(
+    onset: np.ndarray, offset: np.ndarray, step: float = 0.02, drop_last: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`item_frame_range` of many items at once: int64 arrays ``start``, ``stop``."""
+    start = np.ceil((onset - step / 2) / step - _BOUNDARY_EPS).astype(np.int64)
+    stop = np.floor((offset - step / 2) / step + _BOUNDARY_EPS).astype(np.int64) + 1
+    start = np.maximum(start, 0)
+    if drop_last:
+        stop -= 1
+    return start, np.maximum(stop, start)

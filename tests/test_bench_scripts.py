@@ -1,0 +1,67 @@
+"""The benchmark scripts run: bench/abx.py (alone and against a stand-in fastabx worker) and
+bench/gpu_check.py on a CPU (slow)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FAKE_FASTABX = """
+def zerospeech_abx(item, root, *, max_size_group, max_x_across=None, speaker="within",
+                   context="within", distance="angular", frequency=50, seed=0, device=None,
+                   progress=True, **kw):
+    assert frequency == 50 and device == "cpu" and not progress
+    assert max_size_group is None or max_size_group >= 2
+    return 0.25
+"""
+
+
+def run(args: list[str], env: dict | None = None, timeout: int = 300) -> str:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    out = subprocess.run(
+        [sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+def test_bench_abx_alone_and_side_by_side(tmp_path):
+    common = ["bench/abx.py", "--task", "gaussian", "--items", "300", "--dim", "8"]
+    common += ["--workdir", str(tmp_path), "--modes", "within/within,across/any", "--repeats", "2"]
+    alone = run([*common, "--json", str(tmp_path / "a.json")])
+    assert "| within/within | ZeroSpeech |" in alone and "| across/any | none |" in alone
+    runs = json.loads((tmp_path / "a.json").read_text())["runs"]
+    assert len(runs) == 4 and all(len(r["spidrkit"]) == 2 for r in runs)
+    # a stand-in fastabx package: checks the worker protocol, not fastabx itself
+    site = tmp_path / "site"
+    (site / "fastabx").mkdir(parents=True)
+    (site / "fastabx" / "__init__.py").write_text(FAKE_FASTABX)
+    dist = site / "fastabx-0.0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: fastabx\nVersion: 0.0.1\n")
+    both = run(
+        [*common, "--fastabx-python", sys.executable, "--json", str(tmp_path / "b.json")],
+        env={"PYTHONPATH": str(site)},
+    )
+    assert "fastabx 0.0.1" in both and "| 25.000 |" in both
+    for r in json.loads((tmp_path / "b.json").read_text())["runs"]:
+        assert [e for _, e in r["fastabx"]] == [0.25, 0.25]
+        assert r["ratios"] == [f[0] / o[0] for f, o in zip(r["fastabx"], r["spidrkit"])]
+
+
+@pytest.mark.slow
+def test_gpu_check_runs_on_cpu(tmp_path):
+    out = run(
+        ["bench/gpu_check.py", "--device", "cpu", "--json", str(tmp_path / "g.json")],
+        timeout=600,
+    )
+    rows = json.loads((tmp_path / "g.json").read_text())
+    assert {r["check"].split()[0] for r in rows} == set("abcde"), out
+    assert all(r["status"] in ("PASS", "") for r in rows), out
+    assert "| b pretraining | tiny, bf16 + compile" in out
