@@ -284,15 +284,15 @@ def item_groups(items, speaker: str, context: str) -> tuple[np.ndarray, np.ndarr
 
     Within speaker the group is (context, speaker), across speaker the context alone.
     """
-    ctx = [
+    contexts = [
         f"{p}|{n}" if context == "within" else ""
         for p, n in zip(items.prev_phone, items.next_phone, strict=True)
     ]
     phone, spk, ctx = (
         np.unique(np.asarray(v, dtype=object), return_inverse=True)[1].reshape(-1)
-        for v in (items.phone, items.speaker, ctx)
+        for v in (items.phone, items.speaker, contexts)
     )
-    order = np.lexsort([phone, spk, ctx])
+    order = np.lexsort((phone, spk, ctx))
     group = ctx * (spk.max() + 1) + spk if speaker == "within" else ctx
     return order, group
 
@@ -339,10 +339,10 @@ def score_cells(cells: Cells, blocks: Blocks) -> tuple[np.ndarray, np.ndarray]:
         c = small[lo:hi]
         s[c] = _score_small(blocks, x[c], a[c], b[c], nx[c], na[c], nb[c], cells.x_is_a)
         lo = hi
-    for c in np.flatnonzero(total > SMALL_CELL_TRIPLETS):
-        dxa = blocks.matrix(int(x[c]), int(a[c]))
-        dxb = blocks.matrix(int(x[c]), int(b[c]))
-        s[c] = cell_score(dxa, dxb, cells.x_is_a)[0]
+    for big in np.flatnonzero(total > SMALL_CELL_TRIPLETS).tolist():
+        dxa = blocks.matrix(int(x[big]), int(a[big]))
+        dxb = blocks.matrix(int(x[big]), int(b[big]))
+        s[big] = cell_score(dxa, dxb, cells.x_is_a)[0]
     return 1.0 - s / ntrip, ntrip
 
 

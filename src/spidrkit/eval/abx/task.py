@@ -67,7 +67,7 @@ def gather_frames(
     if order is not None:  # each item gets a slot of its unclipped length, in `order`
         slot, slot_len = np.empty(len(items), dtype=np.int64), stop_all - start_all
         slot[order] = np.concatenate([[0], np.cumsum(slot_len[order])[:-1]])
-    frames, dim, pos = None, None, 0
+    frames, dim, pos = torch.empty(0, 0), None, 0
     for fid in progress(
         sorted(by_file), desc="features", total=len(by_file), leave=False, enabled=show_progress
     ):
@@ -118,7 +118,6 @@ def gather_frames(
         log.warning("%d item(s) have no frame (too short for step %.3f s): skipped", dropped, step)
     if not len(keep):
         raise DataError("no item has any frame: check --step and the item times")
-    assert frames is not None
     if slot is None:
         frames = frames[:pos]
     else:  # rows of slots left unused (items clipped at their file's end, or empty): zeros
@@ -195,7 +194,14 @@ def build_cells(items: Items, config: ABXConfig, rng: np.random.Generator) -> Ce
     sets = {key: n for n, key in enumerate(sorted(tmp))}
     cells = Cells(
         [np.asarray(tmp[key], dtype=np.int64) for key in sorted(tmp)],
-        *([] for _ in range(8)),
+        [],
+        [],
+        [],
+        [],
+        [],
+        [],
+        [],
+        [],
         x_is_a=config.speaker == "within",
     )
     # phones[(context, speaker)] = sorted phones present
