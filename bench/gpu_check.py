@@ -246,7 +246,7 @@ def check_training(device: torch.device, sizes: Sizes, compile_: bool, peak: flo
             )
         )
         del trainer
-    rows.append(Row("b pretraining", "model FLOPs per step", f"{flops / 1e12:.2f} TFLOP", ""))
+    rows.append(Row("b pretraining", "model FLOPs per step", f"{flops / 1e9:.1f} GFLOP", ""))
     return rows
 
 
@@ -347,7 +347,7 @@ def check_lm(device: torch.device, sizes: Sizes, steps: int) -> list[Row]:
         sync(device)
         if step:
             times.append(time.perf_counter() - t0)
-        if not math.isfinite(float(loss)):
+        if not math.isfinite(float(loss.detach())):
             raise RuntimeError(f"unit LM: non-finite loss at step {step}")
     med = statistics.median(times)
     return [
