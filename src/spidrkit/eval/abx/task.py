@@ -78,6 +78,7 @@ def gather_frames(
             x = x[:, None]
         if x.dim() != 2:
             raise DataError(f"features of {fid!r}: expected [frames, dim], got {tuple(x.shape)}")
+        x = x.float().cpu()  # the bank is on the CPU; pair_dtw moves it to its device
         if dim is None:
             dim = x.shape[1]
             frames = torch.empty(bound, dim)
@@ -101,10 +102,10 @@ def gather_frames(
         if slot is None:
             start[ks] = pos + first
             out = frames[pos : pos + int(n.sum())]
-            torch.index_select(x.float(), 0, src, out=out)
+            torch.index_select(x, 0, src, out=out)
         else:
             start[ks] = slot[ks]
-            out = x.float().index_select(0, src)
+            out = x.index_select(0, src)
         if distance is not None:
             prepare_frames(out, distance, inplace=True)
         if slot is not None:
