@@ -138,3 +138,21 @@ def test_mfcc_warmup_targets_then_teacher_targets():
     loss, _ = model(wav, mask_indices=mask)
     assert torch.equal(before, model.warmup_codebook.counts)
     assert float(loss.mean()) < 1.2 * math.log(16)
+
+
+def test_shipped_small_config_is_the_demo_recipe(tmp_path):
+    from pathlib import Path
+
+    from spidrkit import configs
+    from spidrkit.config import read_toml
+    from spidrkit.demo import PLANS, pretrain_config
+    from spidrkit.train.config import load_train_config
+
+    shipped = read_toml(configs.path("small"))
+    demo = pretrain_config(PLANS["demo"], Path("corpus"), Path("runs/small"))
+    for section in ("model", "optimizer", "masking"):
+        assert shipped[section] == demo[section], section
+    for key in ("max_steps", "precision"):
+        assert shipped["run"][key] == demo["run"][key]
+    cfg = load_train_config(configs.path("small"), ["data.train_manifests=x.csv"])
+    assert cfg.model.codebook_distance == "cosine" and cfg.model.warmup_target_steps == 800
