@@ -138,3 +138,14 @@ def test_report_renders_in_headless_chromium(tmp_path):
     )
     png = shot.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000  # a page with pictures, not blank
+
+
+def test_codebook_size_from_a_training_folder_config(tmp_path):
+    _fake_run(tmp_path, collapsed=False)
+    train_dir = tmp_path / "pretrain"
+    (train_dir / "config.json").unlink()
+    (train_dir / "checkpoints").mkdir()
+    (train_dir / "checkpoints" / "config.json").write_text(
+        json.dumps({"run": {}, "model": {"codebook_size": 64}})
+    )
+    assert "of V = 64" in write_report(train_dir, tmp_path / "t.html").read_text()

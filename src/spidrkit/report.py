@@ -250,7 +250,14 @@ def _img(b64: str, alt: str) -> str:
 
 
 def _codebook_size(files: RunFiles) -> int | None:
-    for path in filter(None, [files.config, files.root / "pretrain" / "config.json"]):
+    near_metrics = []
+    if files.metrics is not None:  # a training output_dir keeps its config beside the checkpoints
+        near_metrics = [
+            files.metrics.parent / name for name in ("config.json", "checkpoints/config.json")
+        ]
+    for path in filter(
+        None, [files.config, files.root / "pretrain" / "config.json", *near_metrics]
+    ):
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, ValueError):
