@@ -84,37 +84,6 @@ def test_bad_values_are_reported():
         Codebook(4, 2, 0.9, distance="manhattan")
 
 
-def test_whitening_spreads_nearly_low_rank_targets():
-    gen = torch.Generator().manual_seed(0)
-    w = torch.randn(32, 32, generator=gen) * torch.tensor([10.0, 5.0] + [0.3] * 30)[:, None]
-
-    def final_perplexity(whiten: bool) -> float:
-        cb = Codebook(32, 64, 0.9, distance="cosine", whiten=whiten)
-        for _ in range(200):
-            x = torch.randn(500, 32, generator=gen) @ w
-            x = (x - x.mean(0)) / x.std(0)
-            cb.update(*cb.statistics(x, cb.assign(x)))
-            if whiten:
-                cb.update_whitening(cb.moments(x))
-        return _perplexity(cb.assign(x), 64)
-
-    plain, white = final_perplexity(False), final_perplexity(True)
-    assert white > 1.5 * plain
-
-
-def test_whitening_statistics_are_state_and_follow_the_data():
-    cfg = SpidRConfig(**tiny_overrides(), codebook_whiten=True)
-    model = SpidR(cfg)
-    assert {"codebooks.0.white_mean", "codebooks.0.white_cov"} <= set(model.state_dict())
-    cb = model.codebooks[0]
-    x = 3.0 + 2.0 * torch.randn(4000, 64)
-    for _ in range(1000):
-        cb.update_whitening(cb.moments(x))
-    assert torch.allclose(cb.white_mean, x.mean(0), atol=1e-3)
-    white = cb._whitened(x)
-    assert torch.allclose(white.std(0), torch.ones(64), atol=0.05)
-
-
 def test_mfcc_warmup_targets_then_teacher_targets():
     cfg = SpidRConfig(
         **tiny_overrides(),

@@ -25,13 +25,7 @@ class Codebook(nn.Module):
     routers). Codes then stay spread over the codebook even while the teacher's features are still
     unclustered. The bias is a buffer (``codebooks.{i}.bias``) that exists only when ``balance > 0``.
 
-    ``whiten=True`` (a third control): frames are whitened with a running mean and covariance (EMA,
-    decay 0.99, buffers ``white_mean`` / ``white_cov``) before the search and the sums, so that a
-    teacher whose normalised layer results are nearly low-rank (a few directions carry most of the
-    variance) still spreads its frames over the codebook instead of onto two or three codewords.
     """
-
-    whiten_decay = 0.99
 
     codebook: Tensor
     counts: Tensor
@@ -43,7 +37,6 @@ class Codebook(nn.Module):
         decay: float,
         distance: str = "euclidean",
         balance: float = 0.0,
-        whiten: bool = False,
     ) -> None:
         super().__init__()
         if distance not in ("euclidean", "cosine"):
@@ -53,8 +46,6 @@ class Codebook(nn.Module):
         self.decay = decay
         self.distance = distance
         self.balance = balance
-        self.whiten = whiten
-        self._whitening: Tensor | None = None  # cached [D, D] matrix of the current statistics
         init = torch.randn(dim, size)
         init = F.instance_norm(init.unsqueeze(0), eps=1e-5).squeeze(
             0
@@ -63,37 +54,6 @@ class Codebook(nn.Module):
         self.register_buffer("counts", torch.ones(size))  # [V]
         if balance > 0:
             self.register_buffer("bias", torch.zeros(size))  # [V]
-        if whiten:
-            self.register_buffer("white_mean", torch.zeros(dim))  # [D]
-            self.register_buffer("white_cov", torch.eye(dim))  # [D, D]
-
-    def _whitened(self, x: Tensor) -> Tensor:
-        """``x`` [N, D] float32 whitened with the running statistics (unchanged without whiten)."""
-        if not self.whiten:
-            return x
-        if self._whitening is None:
-            evals, evecs = torch.linalg.eigh(self.white_cov.double())
-            scale = evals.clamp_min(1e-5).rsqrt()
-            self._whitening = ((evecs * scale) @ evecs.t()).float()
-        return (x - self.white_mean) @ self._whitening
-
-    def moments(self, x: Tensor) -> Tensor:
-        """Flat [1 + D + D*D] frame count, sum and sum of outer products of raw ``x`` [N, D], the
-        statistics of :meth:`update_whitening` (summed over ranks by the caller)."""
-        x = x.float()
-        return torch.cat([x.new_full((1,), x.shape[0]), x.sum(0), (x.t() @ x).flatten()])
-
-    @torch.no_grad()
-    def update_whitening(self, moments: Tensor) -> None:
-        """EMA of the mean and covariance from :meth:`moments` (rank-summed)."""
-        d = self.white_mean.numel()
-        count = moments[0].clamp_min(1.0)
-        mean = moments[1 : 1 + d] / count
-        cov = moments[1 + d :].view(d, d) / count - mean[:, None] * mean[None, :]
-        a = self.whiten_decay
-        self.white_mean.mul_(a).add_((1 - a) * mean)
-        self.white_cov.mul_(a).add_((1 - a) * cov)
-        self._whitening = None
 
     @property
     def size(self) -> int:
@@ -107,7 +67,7 @@ class Codebook(nn.Module):
     @torch.autocast("cpu", enabled=False)
     def assign(self, x: Tensor) -> Tensor:
         """Nearest codeword of each row of ``x`` [N, D] -> LongTensor [N]."""
-        x = self._whitened(x.float())
+        x = x.float()
         c = self.centroids()
         if self.distance == "cosine":
             score = F.normalize(x, dim=-1) @ F.normalize(c, dim=-1).t()
@@ -122,7 +82,7 @@ class Codebook(nn.Module):
 
     def statistics(self, x: Tensor, codes: Tensor) -> tuple[Tensor, Tensor]:
         """Per-codeword frame counts [V] and sums [V, D] of ``x`` [N, D] assigned to ``codes`` [N]."""
-        x = self._whitened(x.float())
+        x = x.float()
         if self.distance == "cosine":
             x = F.normalize(x, dim=-1)
         n = torch.bincount(codes, minlength=self.size).to(x.dtype)

@@ -18,7 +18,6 @@ BASE_CONV_LAYERS: ConvLayerConfig = ((512, 10, 5),) + ((512, 3, 2),) * 4 + ((512
 EXTENSION_FIELDS: tuple[str, ...] = (
     "codebook_distance",
     "codebook_balance",
-    "codebook_whiten",
     "warmup_targets",
     "warmup_target_steps",
     "warmup_unmasked_weight",
@@ -59,9 +58,6 @@ class _EncoderConfig:
     codebook_balance: float = 0.0
     """Load-balancing rate: > 0 adds a per-codeword bias, raised for under-used codewords and lowered
     for over-used ones by this much each step (a small-scale training control; 0 = official)."""
-    codebook_whiten: bool = False
-    """Whiten the teacher's targets with running statistics before quantising them (a small-scale
-    control against nearly low-rank targets; False = official)."""
     warmup_targets: Literal["none", "mfcc"] = "none"
     """Small-scale control: during the first ``warmup_target_steps`` steps every head predicts the
     code of the masked frame's MFCC (39-d, normalised per utterance) under an online k-means codebook

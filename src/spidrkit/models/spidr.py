@@ -88,7 +88,6 @@ class _SelfDistillationModel(nn.Module, abc.ABC):
                 cfg.codebook_decay,
                 cfg.codebook_distance,
                 cfg.codebook_balance,
-                cfg.codebook_whiten,
             )
             for _ in range(cfg.num_codebooks)
         )
@@ -246,11 +245,9 @@ class _SelfDistillationModel(nn.Module, abc.ABC):
             if warm is not None:
                 books.append(self.warmup_codebook)
                 stats.append(self.warmup_codebook.statistics(*warm))
-            whitening = [cb.moments(tgt) for cb, tgt in zip(self.codebooks, targets) if cb.whiten]
             flat = torch.cat(
                 [torch.stack([target_ppl, pred_ppl]), each_ppl]
                 + [torch.cat([n[:, None], s], dim=1).flatten() for n, s in stats]
-                + whitening
             )
             world = 1
             if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
@@ -264,10 +261,6 @@ class _SelfDistillationModel(nn.Module, abc.ABC):
                     size = v * (cb.codebook.shape[1] + 1)
                     chunk = flat[offset : offset + size].view(v, -1)
                     cb.update(chunk[:, 0], chunk[:, 1:])
-                    offset += size
-                for cb in (cb for cb in self.codebooks if cb.whiten):
-                    size = 1 + d + d * d
-                    cb.update_whitening(flat[offset : offset + size])
                     offset += size
         monitors = {"target_ppl": target_ppl, "pred_ppl": pred_ppl}
         monitors.update({f"target_ppl_{i}": each_ppl[i] for i in range(k)})
