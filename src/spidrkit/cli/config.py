@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "list, show or copy the shipped TOML configs (tiny, base, lm_tiny, lm_opt125m)"
+HELP = "list, show or copy the shipped TOML configs (tiny, small, base, lm_tiny, lm_opt125m)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

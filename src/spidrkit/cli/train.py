@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import argparse
 
-from spidrkit.cli.options import add_overrides
+from spidrkit.cli.options import add_no_progress, add_overrides
 
 HELP = "pretrain SpidR/DinoSR (single process, torchrun, or SLURM via submitit)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "config", help="pretraining TOML file, or a shipped config name (tiny, base)"
+        "config", help="pretraining TOML file, or a shipped config name (tiny, small, base)"
     )
     add_overrides(parser)
+    add_no_progress(parser)
     parser.add_argument(
         "--overwrite",
         action="store_true",
@@ -107,7 +108,10 @@ def run(args: argparse.Namespace) -> int:
     from spidrkit.train.distributed import cleanup
     from spidrkit.train.loop import fit
 
-    cfg = load_train_config(args.config, args.overrides)
+    overrides = list(args.overrides or [])
+    if args.no_progress:
+        overrides.append("run.progress=false")
+    cfg = load_train_config(args.config, overrides)
     try:
         result = fit(cfg, overwrite=args.overwrite)
     finally:
