@@ -58,6 +58,32 @@ def _report(problems: list[str], what: str, skip_errors: bool) -> None:
     )
 
 
+def _audio_lengths(
+    base: Path,
+    rels: list,
+    target_sr: int,
+    num_workers: int | None,
+    show_progress: bool,
+    desc: str,
+) -> tuple[np.ndarray, list]:
+    """Length in samples at ``target_sr`` of each ``base / rel`` from its header (-1 where it failed,
+    with the problems), read by ``num_workers`` threads."""
+
+    def read(rel: object) -> int:
+        info = audio_info(base / str(rel))
+        if info.frames <= 0:
+            raise AudioError(f"{base / str(rel)}: contains no audio samples (0 frames)")
+        return info.num_samples(target_sr)
+
+    return _headers(
+        rels,
+        read,
+        num_workers=num_workers or _default_workers(),
+        show_progress=show_progress,
+        desc=desc,
+    )
+
+
 def _headers(
     items: Sequence[object],
     read: Callable[[object], int],
@@ -126,18 +152,8 @@ def scan_directory(
     if not rels:
         raise DataError(f"{root}: no audio files with extensions {', '.join(exts)}")
 
-    def read(rel: object) -> int:
-        info = audio_info(root / str(rel))
-        if info.frames <= 0:
-            raise AudioError(f"{root / str(rel)}: contains no audio samples (0 frames)")
-        return info.num_samples(target_sr)
-
-    lengths, problems = _headers(
-        rels,
-        read,
-        num_workers=num_workers or _default_workers(),
-        show_progress=show_progress,
-        desc=f"scan {root.name or root}",
+    lengths, problems = _audio_lengths(
+        root, rels, target_sr, num_workers, show_progress, f"scan {root.name or root}"
     )
     _report(problems, str(root), skip_errors)
     keep = np.flatnonzero(lengths >= 0)
@@ -297,18 +313,8 @@ def scan_file_list(
             f"{dup[0] + 2}; each fileid must appear once"
         )
 
-    def read(rel: object) -> int:
-        info = audio_info(path.parent / str(rel))
-        if info.frames <= 0:
-            raise AudioError(f"{path.parent / str(rel)}: contains no audio samples (0 frames)")
-        return info.num_samples(target_sr)
-
-    lengths, problems = _headers(
-        rels,
-        read,
-        num_workers=num_workers or _default_workers(),
-        show_progress=show_progress,
-        desc=f"scan {path.name}",
+    lengths, problems = _audio_lengths(
+        path.parent, rels, target_sr, num_workers, show_progress, f"scan {path.name}"
     )
     _report(problems, str(path), skip_errors)
     keep = np.flatnonzero(lengths >= 0).tolist()

@@ -62,12 +62,17 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        err = output_error(path, exc)
-        if err is not None:
-            raise err from None
+        _discard(tmp, path, exc)
         raise
+
+
+def _discard(tmp: str | Path, path: Path, exc: BaseException) -> None:
+    """Remove a failed write's temporary file; raise the one-line OutputError for write errors."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    err = output_error(path, exc)
+    if err is not None:
+        raise err from None
 
 
 def _mkstemp(path: Path) -> tuple[int, str]:
@@ -91,9 +96,5 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield Path(tmp)
         os.replace(tmp, path)
     except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        err = output_error(path, exc)
-        if err is not None:
-            raise err from None
+        _discard(tmp, path, exc)
         raise
