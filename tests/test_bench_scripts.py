@@ -65,3 +65,25 @@ def test_gpu_check_runs_on_cpu(tmp_path):
     assert {r["check"].split()[0] for r in rows} == set("abcde"), out
     assert all(r["status"] in ("PASS", "") for r in rows), out
     assert "| b pretraining | tiny, bf16 + compile" in out
+
+
+@pytest.mark.slow
+def test_pretrain_study_rows_resume_and_table(tmp_path):
+    pytest.importorskip("espeakng_loader")
+    from spidrkit.cli.main import main
+
+    corpus = tmp_path / "corpus"
+    assert main(["synth", "--preset", "tiny", "--out", str(corpus), "--no-progress"]) == 0
+    args = ["bench/pretrain_study.py", "--corpus", str(corpus), "--out", str(tmp_path / "s")]
+    args += ["--plan", "quick", "--steps", "6", "--variant", "small", "--seeds", "0", "1"]
+    run([*args, "--threads", "1"])
+    rows = [json.loads(x) for x in (tmp_path / "s" / "results.jsonl").read_text().splitlines()]
+    assert [(r["variant"], r["seed"], r["steps"]) for r in rows] == [
+        ("small", 0, 6),
+        ("small", 1, 6),
+    ]
+    assert set(rows[0]["abx"]) == {"1", "2", "3", "4"} and "target_ppl" in rows[0]
+    run([*args, "--threads", "1"])  # finished runs are skipped, not appended again
+    assert len((tmp_path / "s" / "results.jsonl").read_text().splitlines()) == 2
+    table = run(["bench/pretrain_study.py", "--out", str(tmp_path / "s"), "--table"])
+    assert "| small (6 steps) | 2 |" in table
