@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import argparse
 
+from spidrkit.cli.options import add_out
+
 HELP = "HTML report of a run: curves, ABX per layer, units, spoken-LM scores"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", help="a demo folder or a training output_dir")
-    parser.add_argument("--out", help="HTML file to write (default: RUN_DIR/report.html)")
+    add_out(parser, help="HTML file to write (default: RUN_DIR/report.html)")
 
 
 def run(args: argparse.Namespace) -> int:
