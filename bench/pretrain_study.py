@@ -32,6 +32,9 @@ from typing import Any
 from spidrkit.config import dump_toml
 from spidrkit.demo import PLANS, DemoPlan, pretrain_config
 from spidrkit.train.checkpoint import find_latest_checkpoint
+from spidrkit.train.monitor import last_train_metrics
+
+FINAL_KEYS = ("loss", "target_ppl", "pred_ppl", "active_codewords", "active_codewords_min")
 
 # name -> dotted overrides on top of the demo plan's pretraining config: "small" is the demo as it is
 # (the small-scale recipe), "official" the demo before the small-scale controls (the official
@@ -89,18 +92,6 @@ def _spidrkit(args: list[str], threads: int, log_path: Path) -> None:
         code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     if code:
         raise RuntimeError(f"{' '.join(args[:2])} failed (exit {code}); see {log_path}")
-
-
-def _final_train_metrics(run_dir: Path) -> dict[str, float]:
-    rows = [
-        json.loads(line)
-        for line in (run_dir / "metrics.jsonl").read_text().splitlines()
-        if line.strip()
-    ]
-    train = [r for r in rows if r.get("split") == "train"]
-    last = train[-1]
-    keys = ("loss", "target_ppl", "pred_ppl", "active_codewords", "active_codewords_min")
-    return {k: float(last[k]) for k in keys if k in last}
 
 
 def run_one(
@@ -165,7 +156,7 @@ def run_one(
         "seed": seed,
         "steps": cfg["run"]["max_steps"],
         "codebook_size": cfg["model"]["codebook_size"],
-        **_final_train_metrics(run_dir / "train"),
+        **last_train_metrics(run_dir / "train" / "metrics.jsonl", FINAL_KEYS),
         "abx": abx,
         "best_abx": min(abx.values()),
         "train_minutes": round(minutes, 2),

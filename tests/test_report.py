@@ -13,7 +13,8 @@ import pytest
 from spidrkit.errors import DataError
 from spidrkit.eval.abx.result import ABXConfig, ABXResult, write_results_json
 from spidrkit.eval.unit_quality import UnitQuality
-from spidrkit.report import find_run_files, read_train_metrics, write_report
+from spidrkit.report import find_run_files, write_report
+from spidrkit.train.monitor import read_metrics
 
 pytest.importorskip("matplotlib")
 
@@ -95,7 +96,7 @@ def test_collapsed_run_is_called_collapsed(tmp_path):
 
 def test_metrics_resume_duplicates_keep_the_last_line(tmp_path):
     _fake_run(tmp_path, collapsed=False)
-    rows = read_train_metrics(tmp_path / "pretrain" / "metrics.jsonl")
+    rows = read_metrics(tmp_path / "pretrain" / "metrics.jsonl", "train")
     assert [r["step"] for r in rows] == list(range(20, 220, 20))
     assert rows[-1]["loss"] == 1.0
 

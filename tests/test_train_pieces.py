@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from spidrkit.errors import CheckpointError
+from spidrkit.errors import CheckpointError, DataError
 from spidrkit.train import checkpoint as ckpt
 from spidrkit.train import distributed, monitor, schedule
 
@@ -208,3 +208,20 @@ def test_world_size_without_master_is_clear_error(monkeypatch):
     monkeypatch.delenv("MASTER_ADDR", raising=False)
     with pytest.raises(ConfigError, match="MASTER_ADDR"):
         distributed.init_distributed("cpu")
+
+
+def test_read_metrics_keeps_the_last_line_of_a_step_and_names_bad_lines(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    lines = [
+        {"step": 1, "split": "train", "loss": 3.0},
+        {"step": 2, "split": "train", "loss": 2.0},
+        {"step": 2, "split": "valid", "loss": 2.5},
+        {"step": 2, "split": "train", "loss": 1.5},  # redone after an old-style resume
+    ]
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    assert [r["loss"] for r in monitor.read_metrics(path, "train")] == [3.0, 1.5]
+    assert len(monitor.read_metrics(path)) == 3
+    assert monitor.last_train_metrics(path, ("loss", "absent")) == {"loss": 1.5}
+    path.write_text(path.read_text() + "{not json\n")
+    with pytest.raises(DataError, match=r"metrics.jsonl:5: not a JSON line"):
+        monitor.read_metrics(path)

@@ -441,16 +441,11 @@ def _untrained_checkpoint(train_toml: Path, folder: Path) -> Path:
 
 def _training_health(metrics: Path, codebook_size: int) -> dict[str, float]:
     """Final target perplexity and active codewords of the pretraining log."""
-    from spidrkit.report import read_train_metrics
+    from spidrkit.train.monitor import last_train_metrics
 
-    rows = read_train_metrics(metrics) if metrics.is_file() else []
-    if not rows:
-        return {}
-    last = rows[-1]
     keys = ("step", "loss", "target_ppl", "active_codewords", "active_codewords_min")
-    out = {k: float(last[k]) for k in keys if k in last}
-    out["codebook_size"] = float(codebook_size)
-    return out
+    out = last_train_metrics(metrics, keys) if metrics.is_file() else {}
+    return {**out, "codebook_size": float(codebook_size)} if out else {}
 
 
 def _write_summary(r: DemoResult) -> None:

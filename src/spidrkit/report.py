@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from spidrkit.errors import DataError
+from spidrkit.train.monitor import read_metrics
 
 _SKIP_DIRS = {"checkpoints", "tb", "feats_mfcc", "corpus"}
 
@@ -101,21 +102,6 @@ def find_run_files(root: str | Path) -> RunFiles:
             f"{root}: no metrics.jsonl and no evaluation JSON (abx, unit-quality, slm-eval) found"
         )
     return found
-
-
-def read_train_metrics(path: Path) -> list[dict[str, Any]]:
-    """Training rows of a ``metrics.jsonl``; the last row wins when a step was logged twice."""
-    by_step: dict[int, dict[str, Any]] = {}
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError:
-            raise DataError(f"{path}:{n}: not a JSON line") from None
-        if isinstance(row, dict) and row.get("split", "train") == "train" and "step" in row:
-            by_step[int(row["step"])] = row
-    return [by_step[s] for s in sorted(by_step)]
 
 
 # ------------------------------------------------------------------------------------- figures
@@ -349,7 +335,7 @@ def render_report(files: RunFiles) -> str:
         )
 
     if files.metrics:
-        metrics = read_train_metrics(files.metrics)
+        metrics = [r for r in read_metrics(files.metrics, "train") if "step" in r]
         if metrics:
             size = _codebook_size(files)
             parts.append("<h2>Training curves</h2>")

@@ -13,8 +13,8 @@ of ``sha256sum``, so ``sha256sum -c`` checks it too). :func:`verify_checkpoint` 
 (or, for a file without one, the CRC-32 of every zip record), so a truncated or byte-corrupted
 checkpoint is detected before it is used: :func:`find_latest_checkpoint` skips it and
 :func:`latest_valid_checkpoint` (used to resume) renames it ``*.pt.corrupt`` so it neither counts
-as the newest checkpoint nor is ever deleted. Loading always uses ``torch.load(...,
-weights_only=True)``, which is why the RNG states are stored as tensors and plain Python values.
+as the newest checkpoint nor is ever deleted. Loading always uses
+``torch.load(..., weights_only=True)``, which is why the RNG states are stored as tensors and plain Python values.
 """
 
 from __future__ import annotations

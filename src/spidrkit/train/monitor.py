@@ -116,9 +116,34 @@ class MetricsLogger:
 
 
 def read_metrics(path: str | Path, split: str | None = None) -> list[dict[str, Any]]:
-    """Read a ``metrics.jsonl`` back (optionally one split only)."""
-    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-    return [r for r in rows if split is None or r.get("split") == split]
+    """Read a ``metrics.jsonl`` back (optionally one split only), in file order.
+
+    A (split, step) logged twice (a run resumed by an older spidrkit, which did not truncate the
+    log) keeps its last line, at the place of that line. A line that is not JSON is a
+    :class:`~spidrkit.errors.DataError` naming the file and line.
+    """
+    from spidrkit.errors import DataError
+
+    rows: dict[tuple[Any, Any], dict[str, Any]] = {}
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            raise DataError(f"{path}:{n}: not a JSON line") from None
+        if not isinstance(row, dict) or (split is not None and row.get("split") != split):
+            continue
+        key = (row.get("split"), row.get("step", n))
+        rows.pop(key, None)
+        rows[key] = row
+    return list(rows.values())
+
+
+def last_train_metrics(path: str | Path, keys: tuple[str, ...]) -> dict[str, float]:
+    """``keys`` of the last training line of a ``metrics.jsonl`` ({} when it has none)."""
+    rows = read_metrics(path, "train")
+    return {k: float(rows[-1][k]) for k in keys if k in rows[-1]} if rows else {}
 
 
 def format_postfix(metrics: dict[str, float]) -> dict[str, str]:
