@@ -35,6 +35,8 @@ def factor_conditions() -> dict[str, Conditions]:
         CLEAN,
         name="voices",
         formant_scale=r.formant_scale,
+        formant_jitter=r.formant_jitter,
+        formant_shape=r.formant_shape,
         pitch_scale=r.pitch_scale,
         rate=r.rate,
         utterance_pitch=r.utterance_pitch,

@@ -63,7 +63,7 @@ def test_speakers_get_scaled_formants_in_voice_file():
         f0 = [line for line in s.voice_file_text().splitlines() if line.startswith("formant 1 ")]
         n0 = [line for line in n.voice_file_text().splitlines() if line.startswith("formant 1 ")]
         got, base = int(f0[0].split()[2]), int(n0[0].split()[2])
-        assert got == round(base * s.recording.formant_scale)
+        assert got == round(base * s.recording.formant_scale * s.recording.formant_factors[1][0])
 
 
 def test_room_response_keeps_time_and_drr():
@@ -152,7 +152,9 @@ def test_realistic_corpus_is_deterministic(realistic_tiny, tmp_path):
     from spidrkit.synth import make_corpus
 
     again = tmp_path / "again"
-    make_corpus(again, preset="tiny", seed=0, conditions="realistic", workers=1, show_progress=False)
+    make_corpus(
+        again, preset="tiny", seed=0, conditions="realistic", workers=1, show_progress=False
+    )
     a = (realistic_tiny / "SHA256SUMS").read_text()
     b = (again / "SHA256SUMS").read_text()
     assert a == b

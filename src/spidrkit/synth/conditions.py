@@ -45,6 +45,10 @@ class Conditions:
 
     name: str
     formant_scale: tuple[float, float] = (1.0, 1.0)
+    formant_jitter: float = 0.0
+    """Each formant's frequency also x 1 +- this (a speaker's own vowel space, not only its size)."""
+    formant_shape: float = 0.0
+    """Each formant's height and width also x 1 +- this (voice quality)."""
     pitch_scale: tuple[float, float] = (1.0, 1.0)
     rate: tuple[float, float] | None = None  # None: the speaker grid's rates
     utterance_pitch: tuple[int, int] = (50, 50)
@@ -97,6 +101,8 @@ CLEAN = Conditions("clean")
 REALISTIC = Conditions(
     "realistic",
     formant_scale=(0.82, 1.2),
+    formant_jitter=0.1,
+    formant_shape=0.3,
     pitch_scale=(0.8, 1.25),
     rate=(130.0, 210.0),
     utterance_pitch=(30, 70),
@@ -127,6 +133,8 @@ class Recording:
     """One speaker's voice offsets and recording set-up (recorded in ``corpus.json``)."""
 
     formant_scale: float = 1.0
+    formant_factors: tuple[tuple[float, float, float], ...] = ()
+    """Per formant 0-5: (frequency, height, width) factors on top of ``formant_scale``."""
     pitch_scale: float = 1.0
     rate: float | None = None
     breath: int = 0
@@ -143,6 +151,7 @@ class Recording:
     def is_dry(self) -> bool:
         return self == Recording(
             formant_scale=self.formant_scale,
+            formant_factors=self.formant_factors,
             pitch_scale=self.pitch_scale,
             rate=self.rate,
             breath=self.breath,
@@ -152,12 +161,14 @@ class Recording:
         d = asdict(self)
         d.pop("extra")
         d["eq"] = [list(x) for x in self.eq]
+        d["formant_factors"] = [list(x) for x in self.formant_factors]
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> Recording:
         d = dict(d)
         d["eq"] = tuple(tuple(x) for x in d.get("eq", ()))
+        d["formant_factors"] = tuple(tuple(x) for x in d.get("formant_factors", ()))
         return cls(**d)
 
 
@@ -195,8 +206,18 @@ def draw_recording(cond: Conditions, key: str) -> Recording:
         for _ in range(n_bands)
     )
     lowpass = round(_uniform(rng, cond.lowpass_hz), 1) if rng.random() < cond.lowpass_prob else 0.0
+    j, sh = cond.formant_jitter, cond.formant_shape
+    factors = tuple(
+        (
+            round(float(rng.uniform(1 - j, 1 + j)), 3),
+            round(float(rng.uniform(1 - sh, 1 + sh)), 3),
+            round(float(rng.uniform(1 - sh, 1 + sh)), 3),
+        )
+        for _ in range(6)
+    )
     return Recording(
         formant_scale=formant,
+        formant_factors=factors if (j or sh) else (),
         pitch_scale=pitch,
         rate=rate,
         breath=breath,

@@ -172,7 +172,11 @@ class Speaker:
             f"pitch {self.pitch_base} {self.pitch_base + self.pitch_range}",
             "flutter 0",
         ]
-        lines += [f"formant {i} {round(f * scale)} {h} {w}" for i, f, h, w in t.formants]
+        factors = self.recording.formant_factors or ((1.0, 1.0, 1.0),) * len(t.formants)
+        lines += [
+            f"formant {i} {round(f * scale * ff)} {round(h * fh)} {round(w * fw)}"
+            for (i, f, h, w), (ff, fh, fw) in zip(t.formants, factors, strict=True)
+        ]
         breath = self.recording.breath or t.breath
         if breath:
             lines.append("breath " + " ".join(["0"] + [str(breath)] * 7))
