@@ -1,16 +1,20 @@
 """The options every command spells the same way (documented once in docs/cli.md).
 
 ``--model`` (preset or checkpoint), ``--layers`` (``4,5,6`` or ``4 5 6``; 1-based), ``-o/--out``,
-``--device`` (default ``auto``) and ``--no-progress``. Old spellings (``--encoder``, ``--output``,
+``--json PATH`` (``-`` for stdout), ``--device`` (default ``auto``) and ``--no-progress``. Old spellings (``--encoder``, ``--output``,
 ``--quiet``) still work for one release and print a deprecation warning.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from typing import Any
+
+from spidrkit.errors import ConfigError
+from spidrkit.utils.files import atomic_write
 
 REMOVED_IN = "spidrkit 0.3"
 
@@ -151,6 +155,59 @@ def add_out(
     )
 
 
+STDOUT = "-"
+_NO_PATH = object()
+
+
+class _JsonPath(argparse.Action):
+    """``--json PATH``; a bare ``--json`` (its meaning in spidrkit <= 0.1 for some commands) is a
+    usage error that says what to write instead."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        if values is _NO_PATH:
+            parser.error(
+                f"{option_string} needs a file to write, e.g. {option_string} out.json; "
+                f"use '{option_string} -' to print the JSON on stdout"
+            )
+        setattr(namespace, self.dest, values)
+
+
+def add_json(parser: argparse.ArgumentParser, *, help: str) -> None:
+    """``--json PATH`` into ``args.json_out``: write the command's results as JSON to PATH (the
+    text output stays as it is), or with ``--json -`` print the JSON on stdout instead of the text.
+    One meaning for every command (docs/cli.md)."""
+    parser.add_argument(
+        "--json",
+        dest="json_out",
+        action=_JsonPath,
+        nargs="?",
+        const=_NO_PATH,
+        metavar="PATH",
+        help=f"{help}; '-' prints the JSON on stdout instead of the text",
+    )
+
+
+def json_to_stdout(args: argparse.Namespace) -> bool:
+    """True when ``--json -`` asked for JSON on stdout (the command then prints no text there)."""
+    return getattr(args, "json_out", None) == STDOUT
+
+
+def write_json_output(data: Any, path: str) -> None:
+    """The ``--json`` output: ``data`` on stdout for ``-``, else to ``path`` atomically."""
+    if path == STDOUT:
+        print(json.dumps(data, indent=2))
+        return
+    with atomic_write(path, "w") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+
+
 def add_device(parser: argparse.ArgumentParser) -> None:
     """``--device`` into ``args.device``, default ``auto`` (CUDA when available, else CPU)."""
     parser.add_argument(
@@ -212,8 +269,6 @@ def apply_threads(threads: int | None) -> None:
     """
     if threads is None:
         return
-    from spidrkit.errors import ConfigError
-
     if threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {threads}")
     import torch

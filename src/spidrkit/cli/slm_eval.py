@@ -22,7 +22,16 @@ from __future__ import annotations
 
 import argparse
 
-from spidrkit.cli.options import add_device, add_layers, add_model, add_no_progress, add_out
+from spidrkit.cli.options import (
+    add_device,
+    add_json,
+    add_layers,
+    add_model,
+    add_no_progress,
+    add_out,
+    json_to_stdout,
+    write_json_output,
+)
 
 HELP = "zero-shot sWUGGY / sBLIMP / StoryCloze accuracies of a unit LM"
 
@@ -69,12 +78,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-tokens", type=int, default=32768, help="tokens per scoring batch")
     add_device(parser)
     add_no_progress(parser)
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_json(parser, help="write the accuracies as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-
     from spidrkit.errors import ConfigError
     from spidrkit.lm.evaluate import (
         Tokenizer,
@@ -126,12 +133,15 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.out:
         write_report(report, args.out)
-    if args.json:
-        print(json.dumps(report.to_json(), indent=2))
-    else:
-        print(format_table(report.results))
-        if args.out:
-            print(f"submission files and scores.json in {args.out}")
+    if json_to_stdout(args):
+        write_json_output(report.to_json(), args.json_out)
+        return 0
+    print(format_table(report.results))
+    if args.out:
+        print(f"submission files and scores.json in {args.out}")
+    if args.json_out:
+        write_json_output(report.to_json(), args.json_out)
+        print(f"wrote {args.json_out}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Unit quality against frame-level phone labels: PNMI, purities, perplexity, bitrate (SPEC 4).
+"""Unit quality against frame-level phone labels: PNMI, purities, perplexity, bitrate (docs/evaluation.md).
 
 Units (usually 20 ms) are repeated to the label rate (usually 10 ms: each unit twice); a length
 mismatch of up to ``tolerance`` label frames is cut off, a larger one is an error naming the
