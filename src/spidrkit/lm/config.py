@@ -22,7 +22,9 @@ class UnitLMConfig:
     """Decoder-only Transformer over discrete units. OPT names in brackets."""
 
     num_units: int = 256
-    """Size of the unit inventory (k-means clusters or codewords); special tokens come on top."""
+    """Size of the unit inventory (k-means clusters or codewords); special tokens come on top.
+    ``lm-train`` sets it from the data unless ``[model] num_units`` is given (see
+    :func:`spidrkit.lm.train.num_units_for`)."""
     num_layers: int = 12
     """Transformer blocks [num_hidden_layers]."""
     embed_dim: int = 768
@@ -103,6 +105,9 @@ class LMDataConfig:
     """Units JSONL of the training set (``spidrkit units`` output)."""
     valid: Path | None = None
     """Units JSONL for validation perplexity; None holds out ``valid_fraction`` of ``train``."""
+    kmeans: Path | None = None
+    """The k-means model (``spidrkit kmeans`` output) the units come from: its k is the number of
+    units of the LM. Without it (and without ``[model] num_units``) the largest unit + 1 is used."""
     valid_fraction: float = 0.01
     """Share of training utterances held out when ``valid`` is not given (at least one)."""
     deduplicate: bool = True
