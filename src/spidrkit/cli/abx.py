@@ -19,7 +19,9 @@ examples:
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+import spidrkit
 from spidrkit.cli.options import (
     add_device,
     add_json,
@@ -29,6 +31,7 @@ from spidrkit.cli.options import (
     json_to_stdout,
     write_json_output,
 )
+from spidrkit.errors import ConfigError
 
 HELP = "ABX error rate of features, units or checkpoint layers"
 
@@ -97,9 +100,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
-    from spidrkit.errors import ConfigError
     from spidrkit.eval.abx import (
         ABXConfig,
         compute_abx_modes,
@@ -137,7 +138,6 @@ def run(args: argparse.Namespace) -> int:
             items, args.features, config, label=args.label, layer=layer, **common
         )
     else:
-        import spidrkit
         from spidrkit.eval.abx.model_features import find_audio, model_features
 
         if not args.layers:

@@ -17,6 +17,7 @@ import argparse
 import sys
 
 from spidrkit.cli.options import add_json, add_overrides, json_to_stdout, write_json_output
+from spidrkit.config import dump_toml, load_config, read_toml, to_dict
 
 HELP = "validate a pretraining or unit-LM config and print the resolved values"
 
@@ -31,7 +32,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spidrkit.config import dump_toml, load_config, read_toml, to_dict
 
     raw = read_toml(args.config)
     is_lm = "preset" in raw or "optim" in raw

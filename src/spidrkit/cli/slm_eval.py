@@ -21,6 +21,7 @@ A folder given with --task is recognised from its gold.csv columns.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from spidrkit.cli.options import (
     add_device,
@@ -32,6 +33,7 @@ from spidrkit.cli.options import (
     json_to_stdout,
     write_json_output,
 )
+from spidrkit.errors import ConfigError
 
 HELP = "zero-shot sWUGGY / sBLIMP / StoryCloze accuracies of a unit LM"
 
@@ -82,7 +84,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spidrkit.errors import ConfigError
     from spidrkit.lm.evaluate import (
         Tokenizer,
         UnitsLookup,
@@ -147,6 +148,5 @@ def run(args: argparse.Namespace) -> int:
 
 def _sc_name(label: str, folder: str, all_folders: list[str]) -> str:
     """``sSC`` / ``tSC``, with the folder name appended when several are given."""
-    from pathlib import Path
 
     return label if len(all_folders) == 1 else f"{label}/{Path(folder).name}"

@@ -25,6 +25,7 @@ import torch
 
 from spidrkit.errors import DataError
 from spidrkit.units.files import frame_units_by_key, match_keys
+from spidrkit.utils.files import atomic_write
 from spidrkit.utils.textfiles import MAX_UNIT_ID, duplicate_error, iter_jsonl
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,6 @@ class UnitQuality:
         return cls(**kw, counts=np.asarray(d.get("counts", []), dtype=np.int64))
 
     def write_json(self, path: str | Path) -> None:
-        from spidrkit.utils.files import atomic_write
 
         with atomic_write(path, "w") as f:
             json.dump(self.to_dict(), f)

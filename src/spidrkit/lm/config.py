@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
 
+from spidrkit.config import from_dict, to_dict
+from spidrkit.errors import ConfigError
+from spidrkit.lm.vocab import NUM_SPECIALS
 from spidrkit.train.config import OptimizerConfig
 from spidrkit.utils.precision import Precision
 
@@ -49,7 +52,6 @@ class UnitLMConfig:
     @property
     def vocab_size(self) -> int:
         """Units plus the special tokens (pad, bos, eos), see :mod:`spidrkit.lm.vocab`."""
-        from spidrkit.lm.vocab import NUM_SPECIALS
 
         return self.num_units + NUM_SPECIALS
 
@@ -221,7 +223,6 @@ class LMTrainConfig:
     def validate(self) -> list[str]:
         if self.preset not in LM_PRESETS:
             return [f"preset: {self.preset!r} is not one of {sorted(LM_PRESETS)}"]
-        from spidrkit.errors import ConfigError
 
         try:
             self.model_config()
@@ -231,7 +232,6 @@ class LMTrainConfig:
 
     def model_config(self) -> UnitLMConfig:
         """The preset with the ``[model]`` keys applied (validated)."""
-        from spidrkit.config import from_dict, to_dict
 
         base = to_dict(LM_PRESETS[self.preset])
         base.update(self.model)
