@@ -234,7 +234,6 @@ def from_dict(cls: type[T], data: dict[str, Any], overrides: list[str] | None = 
 def read_toml(path: str | Path) -> dict[str, Any]:
     """Parse a TOML file, or a shipped config by name (``tiny``, ``base``, ``lm_tiny``: see
     :mod:`spidrkit.configs`); a missing or malformed file is a ConfigError naming it."""
-
     path = resolve(path)
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))

@@ -100,7 +100,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-
     from spidrkit.eval.abx import (
         ABXConfig,
         compute_abx_modes,

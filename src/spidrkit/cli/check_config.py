@@ -32,7 +32,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-
     raw = read_toml(args.config)
     is_lm = "preset" in raw or "optim" in raw
     missing_manifests = False

@@ -31,7 +31,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-
     if args.action == "list":
         for name in configs.names():
             first = configs.path(name).read_text(encoding="utf-8").splitlines()[0]

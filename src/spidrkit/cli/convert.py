@@ -35,7 +35,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-
     from spidrkit.models.checkpoint import load_model, save_model, save_safetensors
 
     model = load_model(args.src, model_type=args.model_type)

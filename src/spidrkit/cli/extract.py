@@ -41,7 +41,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-
     import torch
 
     from spidrkit.units.extract import dist_rank_world, extract_features, list_audio

@@ -61,7 +61,6 @@ def _subset(n: int, max_files: int | None, seed: int) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
-
     from spidrkit.audio.io import SAMPLE_RATE
     from spidrkit.units.extract import iter_features, list_audio
     from spidrkit.units.files import list_features, load_features

@@ -40,7 +40,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-
     from spidrkit.lm.config import LMTrainConfig
     from spidrkit.lm.train import train_lm
     from spidrkit.train.distributed import cleanup

@@ -148,5 +148,4 @@ def run(args: argparse.Namespace) -> int:
 
 def _sc_name(label: str, folder: str, all_folders: list[str]) -> str:
     """``sSC`` / ``tSC``, with the folder name appended when several are given."""
-
     return label if len(all_folders) == 1 else f"{label}/{Path(folder).name}"

@@ -159,7 +159,6 @@ class Manifest:
         self, i: int, *, target_sr: int = SAMPLE_RATE, allow_resample: bool = True
     ) -> np.ndarray:
         """Decoded mono float32 ``[samples]`` of row ``i`` at ``target_sr`` (not standardised)."""
-
         if self.paths is not None:
             return load_audio(self.path(i), target_sr=target_sr, allow_resample=allow_resample)
         view = self.read_bytes(i)

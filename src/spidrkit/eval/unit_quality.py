@@ -83,7 +83,6 @@ class UnitQuality:
         return cls(**kw, counts=np.asarray(d.get("counts", []), dtype=np.int64))
 
     def write_json(self, path: str | Path) -> None:
-
         with atomic_write(path, "w") as f:
             json.dump(self.to_dict(), f)
             f.write("\n")

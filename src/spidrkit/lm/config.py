@@ -52,7 +52,6 @@ class UnitLMConfig:
     @property
     def vocab_size(self) -> int:
         """Units plus the special tokens (pad, bos, eos), see :mod:`spidrkit.lm.vocab`."""
-
         return self.num_units + NUM_SPECIALS
 
     def validate(self) -> list[str]:
@@ -232,7 +231,6 @@ class LMTrainConfig:
 
     def model_config(self) -> UnitLMConfig:
         """The preset with the ``[model]`` keys applied (validated)."""
-
         base = to_dict(LM_PRESETS[self.preset])
         base.update(self.model)
         return from_dict(UnitLMConfig, base)

@@ -153,7 +153,6 @@ class _EncoderConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> _EncoderConfig:
         """Build from a dict, rejecting unknown keys by name."""
-
         return from_dict(cls, data)
 
 

@@ -55,14 +55,12 @@ class FitResult:
 
 def _frames_fn(cfg: TrainConfig) -> Any:
     """Samples -> encoder frames for the configured extractor (ints or numpy arrays)."""
-
     layers = tuple((k, s) for _, k, s in cfg.model.extractor_conv_layer_config)
     return functools.partial(conv_num_frames, conv_layers=layers)
 
 
 def make_train_loader(cfg: TrainConfig, dist: DistInfo) -> Any:
     """This rank's training DataLoader; ``loader.sampler`` (a BucketBatchSampler) has ``set_epoch``."""
-
     return make_dataloader(
         list(cfg.data.train_manifests),
         cfg.data,
@@ -76,7 +74,6 @@ def make_train_loader(cfg: TrainConfig, dist: DistInfo) -> Any:
 
 def make_valid_loader(cfg: TrainConfig, dist: DistInfo, manifest: str) -> Any:
     """A deterministic held-out loader: the same batches, crops and masks at every validation."""
-
     return make_dataloader(
         [manifest],
         dataclasses.replace(cfg.data, shuffle=False),

@@ -124,7 +124,6 @@ def submit(
     config_path: str | Path, overrides: list[str], opts: SlurmOptions, cluster: str | None = None
 ) -> Any:
     """Validate the config here, then queue the job; returns the submitit Job."""
-
     cfg = load_train_config(config_path, overrides)  # fail now, not in the queue
     folder = Path(cfg.run.output_dir) / "slurm"
     executor = make_executor(folder, opts, cluster)

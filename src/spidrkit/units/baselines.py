@@ -202,7 +202,6 @@ class HFEncoder:
     @torch.no_grad()
     def __call__(self, wavs: list[torch.Tensor]) -> dict[int, torch.Tensor]:
         """Raw waveforms (each ``[samples]``) -> ``{layer: [batch, frames, dim]}`` zero-padded."""
-
         device = next(self.model.parameters()).device
         if self.normalize:
             wavs = [standardize(w.float()) for w in wavs]

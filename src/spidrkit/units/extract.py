@@ -71,7 +71,6 @@ class AudioItem:
 def list_audio(source: str | Path, *, show_progress: bool = False) -> list[AudioItem]:
     """The utterances of a manifest (CSV, archive CSV, fairseq TSV), of a CSV of paths without
     lengths, or of a folder (recursive)."""
-
     return items_of(read_audio_list(source, show_progress=show_progress))
 
 
@@ -183,7 +182,6 @@ class EncoderFeatures:
 
 def load_encoder(spec: str | Path, device: torch.device | str = "cpu") -> nn.Module:
     """A spidrkit model (eval mode, on ``device``) from a preset name or a checkpoint path."""
-
     return load_pretrained(spec).to(device).eval()
 
 

@@ -139,7 +139,6 @@ class Tokenizer:
         self.max_batch_seconds = max_batch_seconds
 
     def _waveforms(self, inputs: Sequence[Any], sample_rate: int) -> list[torch.Tensor]:
-
         wavs = []
         for x in inputs:
             if isinstance(x, str | Path):

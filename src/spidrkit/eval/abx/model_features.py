@@ -52,7 +52,6 @@ def model_features(
     Features are kept on the CPU in ``dtype`` (float16 halves the memory of many layers; ABX
     distances are computed in float32).
     """
-
     out: dict[int, dict[str, torch.Tensor]] = {layer: {} for layer in layers}
     fileids = sorted(audio)
     bar = progress(total=len(fileids), desc="features", enabled=show_progress)
