@@ -500,7 +500,7 @@ def test_disk_full_mid_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch):
             raise OSError(errno.ENOSPC, "No space left on device")
         return self.f.write(data)
 
-    monkeypatch.setattr(ckpt._HashingWriter, "write", full)
+    monkeypatch.setattr(ckpt.HashingWriter, "write", full)
     with pytest.raises(OutputError, match=r"checkpoint_00000002.pt: cannot write \(No space"):
         ckpt.save_checkpoint(tmp_path, 2, {"model": {"w": torch.ones(10_000)}}, keep_last=1)
     assert first.read_bytes() == before and ckpt.verify_checkpoint(first) is None

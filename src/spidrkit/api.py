@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from spidrkit.audio import resample
 from spidrkit.audio.io import SAMPLE_RATE, standardize
 from spidrkit.errors import SpidrkitError
 from spidrkit.models import DinoSR, SpidR
@@ -92,8 +93,6 @@ class Encoder:
                 )
             r = r.float()
             if sample_rate != SAMPLE_RATE:
-                from spidrkit.audio import resample
-
                 r = torch.from_numpy(
                     np.ascontiguousarray(resample(r.numpy(), sample_rate, SAMPLE_RATE))
                 )

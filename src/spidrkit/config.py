@@ -22,6 +22,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast, get_args, get_origin, get_type_hints
 
+from spidrkit.configs import names, resolve
 from spidrkit.errors import ConfigError
 
 T = TypeVar("T")
@@ -233,8 +234,6 @@ def from_dict(cls: type[T], data: dict[str, Any], overrides: list[str] | None = 
 def read_toml(path: str | Path) -> dict[str, Any]:
     """Parse a TOML file, or a shipped config by name (``tiny``, ``base``, ``lm_tiny``: see
     :mod:`spidrkit.configs`); a missing or malformed file is a ConfigError naming it."""
-    from spidrkit.configs import names, resolve
-
     path = resolve(path)
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))

@@ -2,7 +2,7 @@
 
 ``load_audio(source)`` returns a mono float32 waveform ``[samples]`` at 16 kHz (not standardised);
 ``standardize(wav)`` then gives the model input (zero mean, unit variance over the whole utterance:
-a layer norm without affine, eps 1e-5, SPEC section 2). ``source`` is a path, or the bytes of an encoded
+a layer norm without affine, eps 1e-5; docs/models.md, "The architecture"). ``source`` is a path, or the bytes of an encoded
 file (``bytes``, ``memoryview`` of an mmap'ed tar archive, or a binary file object).
 
 Decoding uses soundfile (libsndfile: wav, flac, ogg/vorbis, opus, and mp3 when libsndfile >= 1.1),
@@ -29,7 +29,7 @@ SAMPLE_RATE = 16000
 """Sample rate of every model input (Hz)."""
 
 STANDARDIZE_EPS = 1e-5
-"""eps of the per-utterance standardisation (SPEC section 2)."""
+"""eps of the per-utterance standardisation (docs/data.md, "Audio")."""
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3")
 """Audio file extensions spidrkit reads (folder scans, task folders, ABX audio, name matching)."""
@@ -188,7 +188,7 @@ def standardize(wav: Any, eps: float = STANDARDIZE_EPS) -> Any:
     """Zero mean, unit variance over the last axis: ``(x - mean) / sqrt(var + eps)``.
 
     The same as ``torch.nn.functional.layer_norm(x, x.shape[-1:], eps=1e-5)`` (biased variance, no
-    affine), as the model input requires (SPEC section 2). Accepts a numpy array or a torch tensor
+    affine), as the model input requires (docs/models.md, "The architecture"). Accepts a numpy array or a torch tensor
     (``[samples]`` or ``[batch, samples]``) and returns the same kind, float32. For numpy the mean and
     variance are computed in float64.
     """

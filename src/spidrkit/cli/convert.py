@@ -12,6 +12,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import logging
 
 HELP = "convert checkpoints (fairseq DinoSR -> spidrkit, spidrkit <-> safetensors)"
 
@@ -34,8 +35,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import logging
-
     from spidrkit.models.checkpoint import load_model, save_model, save_safetensors
 
     model = load_model(args.src, model_type=args.model_type)

@@ -13,15 +13,17 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import logging
 import re
+
+from spidrkit.cli.options import add_no_progress, add_out, add_source_arguments, build_source
+from spidrkit.errors import ConfigError
+from spidrkit.utils.progress import progress
 
 HELP = "train k-means on features (or audio + encoder) and save the centroids"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from spidrkit.cli.extract import add_source_arguments
-    from spidrkit.cli.options import add_no_progress, add_out
-
     data = parser.add_mutually_exclusive_group(required=True)
     data.add_argument("--features", metavar="DIR", help="features folder (.pt / .npy per file)")
     data.add_argument("--audio", metavar="MANIFEST_OR_DIR", help="audio to run --model on")
@@ -59,16 +61,11 @@ def _subset(n: int, max_files: int | None, seed: int) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import logging
-
     from spidrkit.audio.io import SAMPLE_RATE
-    from spidrkit.cli.extract import build_source
-    from spidrkit.errors import ConfigError
     from spidrkit.units.extract import iter_features, list_audio
     from spidrkit.units.files import list_features, load_features
     from spidrkit.units.kmeans import KMeansConfig, fit_kmeans, sample_frames
     from spidrkit.utils.device import resolve_device
-    from spidrkit.utils.progress import progress
 
     device = resolve_device(args.device)
     show = not args.no_progress

@@ -14,8 +14,10 @@ same command again resumes from the newest checkpoint.
 from __future__ import annotations
 
 import argparse
+import os
 
 from spidrkit.cli.options import add_no_progress, add_overrides
+from spidrkit.config import load_config
 
 HELP = "train a unit language model (OPT-125M or tiny presets) on units JSONL"
 
@@ -38,9 +40,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-
-    from spidrkit.config import load_config
     from spidrkit.lm.config import LMTrainConfig
     from spidrkit.lm.train import train_lm
     from spidrkit.train.distributed import cleanup

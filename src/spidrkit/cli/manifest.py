@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from spidrkit.cli.options import add_no_progress, add_out
+from spidrkit.errors import DataError
 
 HELP = "build a manifest from audio folders or tar archives, or --validate one"
 
@@ -69,7 +70,6 @@ def run(args: argparse.Namespace) -> int:
     from spidrkit.data.manifest import Manifest, first_duplicate, write_manifest
     from spidrkit.data.scan import scan_directory, scan_tar
     from spidrkit.data.validate import validate_manifest
-    from spidrkit.errors import DataError
 
     show = not args.no_progress
     if args.validate is not None:

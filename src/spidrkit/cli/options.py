@@ -1,16 +1,20 @@
 """The options every command spells the same way (documented once in docs/cli.md).
 
 ``--model`` (preset or checkpoint), ``--layers`` (``4,5,6`` or ``4 5 6``; 1-based), ``-o/--out``,
-``--device`` (default ``auto``) and ``--no-progress``. Old spellings (``--encoder``, ``--output``,
+``--json PATH`` (``-`` for stdout), ``--device`` (default ``auto``) and ``--no-progress``. Old spellings (``--encoder``, ``--output``,
 ``--quiet``) still work for one release and print a deprecation warning.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from typing import Any
+
+from spidrkit.errors import ConfigError
+from spidrkit.utils.files import atomic_write
 
 REMOVED_IN = "spidrkit 0.3"
 
@@ -151,6 +155,59 @@ def add_out(
     )
 
 
+STDOUT = "-"
+_NO_PATH = object()
+
+
+class _JsonPath(argparse.Action):
+    """``--json PATH``; a bare ``--json`` (its meaning in spidrkit <= 0.1 for some commands) is a
+    usage error that says what to write instead."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        if values is _NO_PATH:
+            parser.error(
+                f"{option_string} needs a file to write, e.g. {option_string} out.json; "
+                f"use '{option_string} -' to print the JSON on stdout"
+            )
+        setattr(namespace, self.dest, values)
+
+
+def add_json(parser: argparse.ArgumentParser, *, help: str) -> None:
+    """``--json PATH`` into ``args.json_out``: write the command's results as JSON to PATH (the
+    text output stays as it is), or with ``--json -`` print the JSON on stdout instead of the text.
+    One meaning for every command (docs/cli.md)."""
+    parser.add_argument(
+        "--json",
+        dest="json_out",
+        action=_JsonPath,
+        nargs="?",
+        const=_NO_PATH,
+        metavar="PATH",
+        help=f"{help}; '-' prints the JSON on stdout instead of the text",
+    )
+
+
+def json_to_stdout(args: argparse.Namespace) -> bool:
+    """True when ``--json -`` asked for JSON on stdout (the command then prints no text there)."""
+    return getattr(args, "json_out", None) == STDOUT
+
+
+def write_json_output(data: Any, path: str) -> None:
+    """The ``--json`` output: ``data`` on stdout for ``-``, else to ``path`` atomically."""
+    if path == STDOUT:
+        print(json.dumps(data, indent=2))
+        return
+    with atomic_write(path, "w") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+
+
 def add_device(parser: argparse.ArgumentParser) -> None:
     """``--device`` into ``args.device``, default ``auto`` (CUDA when available, else CPU)."""
     parser.add_argument(
@@ -173,6 +230,66 @@ def add_no_progress(parser: argparse.ArgumentParser, *, deprecated: Sequence[str
         default=False,
         help="no progress bars",
     )
+
+
+def add_source_arguments(parser: argparse.ArgumentParser, *, one_layer: bool = False) -> None:
+    """--model / --baseline / --layers / --device / batching options of extract, kmeans, units.
+
+    ``one_layer``: ``--layer`` (= ``--layers``) takes a single layer, into ``args.layer``.
+    """
+    src = parser.add_mutually_exclusive_group()
+    add_model(src, help="spidrkit or official checkpoint, or a preset name (spidr_base, ...)")
+    src.add_argument(
+        "--baseline",
+        metavar="NAME",
+        help="mfcc, logmel, or hf:<folder-or-hub-name> (needs spidrkit[hf])",
+    )
+    if one_layer:
+        add_layers(parser, one=True)
+    else:
+        add_layers(parser, help="1-based layers: 4,5,6 or 4 5 6 (0 = HF Transformer input)")
+    parser.add_argument(
+        "--after-residual",
+        action="store_true",
+        help="layer outputs x instead of the layer results f (before residual)",
+    )
+    parser.add_argument(
+        "--hop-ms",
+        type=int,
+        default=20,
+        choices=[10, 20],
+        help="frame step of the mfcc/logmel baselines (default 20, as the encoders)",
+    )
+    parser.add_argument(
+        "--cmvn",
+        action="store_true",
+        help="mfcc/logmel: normalise each dimension per utterance (the ZeroSpeech MFCC baseline)",
+    )
+    add_device(parser)
+    parser.add_argument(
+        "--batch-seconds",
+        type=float,
+        default=200.0,
+        help="max padded audio seconds per batch (default 200)",
+    )
+    parser.add_argument("--batch-items", type=int, default=64, help="max files per batch")
+
+
+def build_source(args: argparse.Namespace, layers: list[int] | None, device: Any) -> Any:
+    """The feature source named by --model / --baseline, on ``device``."""
+    # torch-heavy: imported when a command runs, not when the parser is built
+    from spidrkit.units.baselines import parse_baseline
+    from spidrkit.units.extract import EncoderFeatures, load_encoder
+
+    if args.baseline:
+        cmvn = getattr(args, "cmvn", False)
+        return parse_baseline(args.baseline, layers, hop_ms=args.hop_ms, cmvn=cmvn).to(device)
+    if not args.model:
+        raise ConfigError("give the encoder with --model CKPT_OR_PRESET, or --baseline")
+    if not layers:
+        raise ConfigError("give the layers to extract with --layers (e.g. --layers 6)")
+    model = load_encoder(args.model, device)
+    return EncoderFeatures(model, layers, before_residual=not args.after_residual)
 
 
 def add_overrides(parser: argparse.ArgumentParser) -> None:
@@ -212,8 +329,6 @@ def apply_threads(threads: int | None) -> None:
     """
     if threads is None:
         return
-    from spidrkit.errors import ConfigError
-
     if threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {threads}")
     import torch

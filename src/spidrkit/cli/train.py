@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 
 from spidrkit.cli.options import add_no_progress, add_overrides
+from spidrkit.errors import ConfigError
 
 HELP = "pretrain SpidR/DinoSR (single process, torchrun, or SLURM via submitit)"
 
@@ -61,7 +62,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _slurm_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     import tomllib
 
-    from spidrkit.errors import ConfigError
     from spidrkit.train.slurm import SlurmOptions, parse_time
 
     extra = {}
@@ -91,7 +91,6 @@ def _slurm_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 def run(args: argparse.Namespace) -> int:
     if args.slurm:
-        from spidrkit.errors import ConfigError
         from spidrkit.train.slurm import submit
 
         if args.overwrite:

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import argparse
 
+from spidrkit.cli.options import add_no_progress, add_out, add_source_arguments, build_source
+from spidrkit.errors import ConfigError
+from spidrkit.utils.progress import progress
+
 HELP = "codebook or k-means units of audio/features, as JSONL (+ text)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from spidrkit.cli.extract import add_source_arguments
-    from spidrkit.cli.options import add_no_progress, add_out
-
     parser.add_argument("input", nargs="?", help="manifest or audio folder (omit with --features)")
     parser.add_argument("--features", metavar="DIR", help="features folder instead of audio")
     add_out(parser, required=True, help="output units JSONL file")
@@ -49,8 +50,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from spidrkit.audio.io import SAMPLE_RATE
-    from spidrkit.cli.extract import build_source
-    from spidrkit.errors import ConfigError
     from spidrkit.units.extract import iter_features, list_audio
     from spidrkit.units.files import Units, list_features, load_features, write_units
     from spidrkit.units.kmeans import KMeans
@@ -61,7 +60,6 @@ def run(args: argparse.Namespace) -> int:
         units_from_features,
     )
     from spidrkit.utils.device import resolve_device
-    from spidrkit.utils.progress import progress
 
     dedup = not args.no_dedup
     show = not args.no_progress

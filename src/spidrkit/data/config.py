@@ -14,7 +14,7 @@ MaskSelection = Literal["static", "uniform", "normal", "poisson"]
 
 @dataclass(frozen=True)
 class MaskingConfig:
-    """Span masking of encoder frames (fairseq semantics and field names, SPEC section 2).
+    """Span masking of encoder frames (fairseq semantics and field names, docs/data.md, "Masking").
 
     mask_prob: expected fraction of frames that start a span, times mask_length [0.8].
     mask_length: span length in frames [10] (the mean for "uniform"/"normal"/"poisson").

@@ -1,4 +1,4 @@
-"""Unit quality against frame-level phone labels: PNMI, purities, perplexity, bitrate (SPEC 4).
+"""Unit quality against frame-level phone labels: PNMI, purities, perplexity, bitrate (docs/evaluation.md).
 
 Units (usually 20 ms) are repeated to the label rate (usually 10 ms: each unit twice); a length
 mismatch of up to ``tolerance`` label frames is cut off, a larger one is an error naming the
@@ -25,6 +25,7 @@ import torch
 
 from spidrkit.errors import DataError
 from spidrkit.units.files import frame_units_by_key, match_keys
+from spidrkit.utils.files import atomic_write
 from spidrkit.utils.textfiles import MAX_UNIT_ID, duplicate_error, iter_jsonl
 
 log = logging.getLogger(__name__)
@@ -82,8 +83,6 @@ class UnitQuality:
         return cls(**kw, counts=np.asarray(d.get("counts", []), dtype=np.int64))
 
     def write_json(self, path: str | Path) -> None:
-        from spidrkit.utils.files import atomic_write
-
         with atomic_write(path, "w") as f:
             json.dump(self.to_dict(), f)
             f.write("\n")

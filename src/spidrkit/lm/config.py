@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
 
+from spidrkit.config import from_dict, to_dict
+from spidrkit.errors import ConfigError
+from spidrkit.lm.vocab import NUM_SPECIALS
 from spidrkit.train.config import OptimizerConfig
 from spidrkit.utils.precision import Precision
 
@@ -22,7 +25,9 @@ class UnitLMConfig:
     """Decoder-only Transformer over discrete units. OPT names in brackets."""
 
     num_units: int = 256
-    """Size of the unit inventory (k-means clusters or codewords); special tokens come on top."""
+    """Size of the unit inventory (k-means clusters or codewords); special tokens come on top.
+    ``lm-train`` sets it from the data unless ``[model] num_units`` is given (see
+    :func:`spidrkit.lm.train.num_units_for`)."""
     num_layers: int = 12
     """Transformer blocks [num_hidden_layers]."""
     embed_dim: int = 768
@@ -47,8 +52,6 @@ class UnitLMConfig:
     @property
     def vocab_size(self) -> int:
         """Units plus the special tokens (pad, bos, eos), see :mod:`spidrkit.lm.vocab`."""
-        from spidrkit.lm.vocab import NUM_SPECIALS
-
         return self.num_units + NUM_SPECIALS
 
     def validate(self) -> list[str]:
@@ -103,6 +106,9 @@ class LMDataConfig:
     """Units JSONL of the training set (``spidrkit units`` output)."""
     valid: Path | None = None
     """Units JSONL for validation perplexity; None holds out ``valid_fraction`` of ``train``."""
+    kmeans: Path | None = None
+    """The k-means model (``spidrkit kmeans`` output) the units come from: its k is the number of
+    units of the LM. Without it (and without ``[model] num_units``) the largest unit + 1 is used."""
     valid_fraction: float = 0.01
     """Share of training utterances held out when ``valid`` is not given (at least one)."""
     deduplicate: bool = True
@@ -216,7 +222,6 @@ class LMTrainConfig:
     def validate(self) -> list[str]:
         if self.preset not in LM_PRESETS:
             return [f"preset: {self.preset!r} is not one of {sorted(LM_PRESETS)}"]
-        from spidrkit.errors import ConfigError
 
         try:
             self.model_config()
@@ -226,8 +231,6 @@ class LMTrainConfig:
 
     def model_config(self) -> UnitLMConfig:
         """The preset with the ``[model]`` keys applied (validated)."""
-        from spidrkit.config import from_dict, to_dict
-
         base = to_dict(LM_PRESETS[self.preset])
         base.update(self.model)
         return from_dict(UnitLMConfig, base)

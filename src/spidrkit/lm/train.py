@@ -44,6 +44,7 @@ from spidrkit.train.engine import Engine
 from spidrkit.train.monitor import MetricsLogger, format_postfix
 from spidrkit.train.optim import build_optimizer, build_scheduler
 from spidrkit.train.rundir import METRICS_NAME, run_folder, truncate_metrics
+from spidrkit.units.kmeans import KMeans
 from spidrkit.utils.files import atomic_write
 from spidrkit.utils.precision import autocast
 from spidrkit.utils.progress import progress
@@ -112,8 +113,32 @@ def load_lm(path: str | Path, device: str | torch.device = "cpu") -> UnitLM:
 # ---------------------------------------------------------------------------------------- pieces
 
 
-def build_datasets(cfg: LMTrainConfig, model_cfg: UnitLMConfig) -> tuple[LMBatches, LMBatches]:
-    """Plan the train and validation batches (validation: ``data.valid`` or a held-out share)."""
+def num_units_for(cfg: LMTrainConfig, top: int) -> int:
+    """The LM's number of units when the largest unit in the data is ``top``: ``[model] num_units``
+    when given (refused if ``top`` does not fit), else the k of ``data.kmeans``, else ``top + 1``."""
+    where = cfg.data.train
+    given = cfg.model.get("num_units")
+    if given is not None:
+        if top >= given:
+            raise DataError(
+                f"{where}: unit {top} found but model.num_units = {given} is too small; leave "
+                f"model.num_units out to take it from the data, or set it to at least {top + 1}"
+            )
+        return int(given)
+    if cfg.data.kmeans is not None:
+        k = KMeans.load(cfg.data.kmeans).k
+        if top >= k:
+            raise DataError(
+                f"{where}: unit {top} found but the k-means {cfg.data.kmeans} has k = {k}: "
+                "these units come from another k-means"
+            )
+        return k
+    return max(top + 1, 1)
+
+
+def build_datasets(cfg: LMTrainConfig) -> tuple[UnitLMConfig, LMBatches, LMBatches]:
+    """The model config, with its number of units from :func:`num_units_for`, and the planned train
+    and validation batches (validation: ``data.valid`` or a held-out share)."""
     d = cfg.data
     train = read_units_jsonl(d.train, dedup=d.deduplicate)
     if d.valid is not None:
@@ -121,11 +146,7 @@ def build_datasets(cfg: LMTrainConfig, model_cfg: UnitLMConfig) -> tuple[LMBatch
     else:
         train, valid = split_train_valid(train, d.valid_fraction, seed=cfg.run.seed)
     top = max(max_unit(train), max_unit(valid))
-    if top >= model_cfg.num_units:
-        raise DataError(
-            f"{d.train}: unit {top} found but model.num_units = {model_cfg.num_units}; "
-            f"set --set model.num_units={top + 1} (or the k-means size)"
-        )
+    model_cfg = dataclasses.replace(cfg.model_config(), num_units=num_units_for(cfg, top))
 
     def batches(units: Sequence[UnitRecord], where: str) -> LMBatches:
         return LMBatches(
@@ -137,7 +158,7 @@ def build_datasets(cfg: LMTrainConfig, model_cfg: UnitLMConfig) -> tuple[LMBatch
             where=where,
         )
 
-    return batches(train, str(d.train)), batches(valid, str(d.valid or d.train))
+    return model_cfg, batches(train, str(d.train)), batches(valid, str(d.valid or d.train))
 
 
 @torch.no_grad()
@@ -215,7 +236,11 @@ def _train_lm(
         )
     out = Path(run.output_dir)
     torch.manual_seed(run.seed)
-    train_batches, valid_batches = build_datasets(cfg, model_cfg)
+    model_cfg, train_batches, valid_batches = build_datasets(cfg)
+    # config.json and the checkpoints record the number of units the data gave
+    resolved = to_dict(
+        dataclasses.replace(cfg, model={**cfg.model, "num_units": model_cfg.num_units})
+    )
     model = UnitLM(model_cfg)
     engine = build_engine(cfg, model, dist)
     step, epoch, index, best = 0, 0, 0, math.inf
@@ -231,7 +256,8 @@ def _train_lm(
     wrapped = engine.wrap()
     if dist.is_main:
         log.info(
-            "unit LM: %.2fM parameters, %d train batches (%d tokens), %d valid batches",
+            "unit LM: %d units, %.2fM parameters, %d train batches (%d tokens), %d valid batches",
+            model_cfg.num_units,
             model.num_parameters() / 1e6,
             len(train_batches),
             train_batches.num_tokens,
@@ -239,9 +265,7 @@ def _train_lm(
         )
     if dist.is_main:
         truncate_metrics(out / METRICS_NAME, step)
-    logger = MetricsLogger(
-        out, enabled=dist.is_main, tensorboard=run.tensorboard, config=to_dict(cfg)
-    )
+    logger = MetricsLogger(out, enabled=dist.is_main, tensorboard=run.tensorboard, config=resolved)
     stream = _stream(train_batches, run.seed, dist, epoch, index, cfg.data.num_workers)
     bar = progress(
         total=run.max_steps, initial=step, enabled=show_progress and dist.is_main, desc="lm-train"
@@ -307,7 +331,7 @@ def _train_lm(
                     trainer={"best_valid_loss": best},
                     extra={"lm_config": dataclasses.asdict(model_cfg)},
                 )
-                engine.save(out, state, keep_last=run.keep_last, config=to_dict(cfg))
+                engine.save(out, state, keep_last=run.keep_last, config=resolved)
     finally:
         bar.close()
         logger.close()

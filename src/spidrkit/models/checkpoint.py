@@ -24,6 +24,7 @@ from spidrkit.errors import CheckpointError
 from spidrkit.models.config import DinoSRConfig, SpidRConfig, config_class
 from spidrkit.models.spidr import DinoSR, SpidR, build_model, model_type_of
 from spidrkit.utils.files import atomic_path, atomic_write
+from spidrkit.utils.integrity import digest_path, verify_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,6 @@ def read_torch_file(path: str | Path) -> Any:
         raise CheckpointError(f"{path}: checkpoint not found")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: checkpoint is empty (0 bytes); the write was interrupted?")
-    from spidrkit.train.checkpoint import digest_path, verify_checkpoint
-
     if digest_path(path).is_file() or zipfile.is_zipfile(path):
         problem = verify_checkpoint(path)
         if problem is not None:
@@ -282,7 +281,7 @@ def _read_safetensors(path: Path) -> LoadedCheckpoint:
     return LoadedCheckpoint(state, mtype, cfg, step, "safetensors", {})
 
 
-# -- original fairseq DinoSR (SPEC section 3) --------------------------------------------------
+# -- original fairseq DinoSR (key mapping: docs/models.md, "Original fairseq DinoSR") ------------
 
 _LAYER_MAP = {
     "self_attn.out_proj.": "attention.proj.",

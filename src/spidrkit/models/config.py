@@ -10,6 +10,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from spidrkit.config import from_dict
+from spidrkit.errors import ConfigError
+
 ConvLayerConfig = tuple[tuple[int, int, int], ...]
 
 BASE_CONV_LAYERS: ConvLayerConfig = ((512, 10, 5),) + ((512, 3, 2),) * 4 + ((512, 2, 2),) * 2
@@ -150,8 +153,6 @@ class _EncoderConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> _EncoderConfig:
         """Build from a dict, rejecting unknown keys by name."""
-        from spidrkit.config import from_dict
-
         return from_dict(cls, data)
 
 
@@ -187,8 +188,6 @@ def config_class(model_type: str) -> type[SpidRConfig] | type[DinoSRConfig]:
     try:
         return {"spidr": SpidRConfig, "dinosr": DinoSRConfig}[model_type]
     except KeyError:
-        from spidrkit.errors import ConfigError
-
         raise ConfigError(f"model type {model_type!r}: expected 'spidr' or 'dinosr'") from None
 
 

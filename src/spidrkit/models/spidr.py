@@ -1,4 +1,4 @@
-"""SpidR and DinoSR: student/teacher self-distillation with online codebooks (SPEC section 2).
+"""SpidR and DinoSR: student/teacher self-distillation with online codebooks (docs/models.md).
 
 Both models share everything but where the prediction heads read the student (``head_inputs``) and the
 teacher's decay schedule (``ema_decay``).

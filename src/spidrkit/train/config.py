@@ -1,5 +1,5 @@
 """The pretraining config: ``[run]``, ``[data]``, ``[model]``, ``[optimizer]``, ``[masking]``,
-``[validation]`` sections of one TOML file, with the official recipe as defaults (SPEC section 2).
+``[validation]`` sections of one TOML file, with the official recipe as defaults (docs/training.md, "The config").
 
 ``[data]`` and ``[masking]`` are :class:`spidrkit.data.config.DataConfig` and ``MaskingConfig``;
 ``[model]`` holds :class:`~spidrkit.models.SpidRConfig` or ``DinoSRConfig`` fields, chosen by

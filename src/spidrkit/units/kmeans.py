@@ -24,6 +24,7 @@ import torch
 
 from spidrkit.errors import CheckpointError, ConfigError, DataError
 from spidrkit.utils.files import atomic_write
+from spidrkit.utils.progress import progress as bar
 from spidrkit.utils.textfiles import check_finite_features
 
 log = logging.getLogger(__name__)
@@ -218,7 +219,6 @@ def fit_kmeans(
     total = config.max_epochs * steps_per_epoch
     ewa, best, stale = None, math.inf, 0
     alpha = min(1.0, 2.0 * bs / (n + 1))
-    from spidrkit.utils.progress import progress as bar
 
     pbar = bar(total=total, desc=f"k-means k={k}", enabled=progress, unit="batch")
     step = epochs = 0

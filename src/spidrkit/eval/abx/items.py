@@ -1,4 +1,4 @@
-"""ABX item files, frame selection and feature sources (SPEC section 4).
+"""ABX item files, frame selection and feature sources (docs/evaluation.md, "ABX").
 
 An item file is space-separated text with the header
 ``#file onset offset #phone prev-phone next-phone speaker`` (times in seconds). Frame ``i`` of a
