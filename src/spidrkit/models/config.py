@@ -24,6 +24,7 @@ EXTENSION_FIELDS: tuple[str, ...] = (
     "warmup_targets",
     "warmup_target_steps",
     "warmup_unmasked_weight",
+    "warmup_regression_weight",
 )
 """Model fields that the official release does not have (small-scale training controls)."""
 
@@ -70,6 +71,11 @@ class _EncoderConfig:
     warmup_unmasked_weight: float = 0.0
     """During the MFCC warm-up, also predict the MFCC codes of the unmasked frames, with this weight
     (as HuBERT's ``pred_nomask_weight``): the loss becomes masked + weight x unmasked."""
+    warmup_regression_weight: float = 0.0
+    """During the MFCC warm-up, also regress the (target view's) normalised MFCC frames themselves
+    from every head's input through a linear map per head (``warmup_regressors``), on all frames,
+    with this weight (mean squared error): a dense signal that teaches the front end faster than
+    64-way codes, and with a clean target view, to denoise (as PASE+'s regression workers)."""
     num_codebooks: int = 8
     """K: one codebook (and one prediction head) for each of the top K teacher layers."""
     ema_start_decay: float = 0.999
@@ -115,6 +121,10 @@ class _EncoderConfig:
             problems.append(f"warmup_targets: {self.warmup_targets!r} is not none/mfcc")
         if not self.warmup_unmasked_weight >= 0.0:
             problems.append(f"warmup_unmasked_weight: {self.warmup_unmasked_weight} must be >= 0")
+        if not self.warmup_regression_weight >= 0.0:
+            problems.append(
+                f"warmup_regression_weight: {self.warmup_regression_weight} must be >= 0"
+            )
         if self.warmup_target_steps < 0:
             problems.append(f"warmup_target_steps: {self.warmup_target_steps} must be >= 0")
         if self.extractor_mode not in ("layer_norm", "group_norm"):
