@@ -20,7 +20,15 @@ from __future__ import annotations
 
 import argparse
 
-from spidrkit.cli.options import add_device, add_layers, add_model, add_no_progress
+from spidrkit.cli.options import (
+    SEED,
+    Number,
+    add_device,
+    add_layers,
+    add_model,
+    add_no_progress,
+    count,
+)
 
 HELP = "ABX error rate of features, units or checkpoint layers"
 
@@ -59,17 +67,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["angular", "euclidean", "kl_symmetric", "identical"],
         help="frame distance (default: angular for features, identical for units)",
     )
-    parser.add_argument("--step", type=float, default=0.02, help="frame step in s (default 0.02)")
+    parser.add_argument(
+        "--step",
+        type=Number(float, 0.0, 10.0, lo_open=True),
+        default=0.02,
+        help="frame step in s (default 0.02)",
+    )
     parser.add_argument(
         "--drop-last", action="store_true", help="Libri-Light variant: drop each item's last frame"
     )
     parser.add_argument(
-        "--max-size-group", type=int, default=10, help="items per group, 0 = all (default 10)"
+        "--max-size-group",
+        type=count(0, 1 << 30),
+        default=10,
+        help="items per group, 0 = all (default 10)",
     )
     parser.add_argument(
-        "--max-x-across", type=int, default=5, help="X speakers per cell, 0 = all (default 5)"
+        "--max-x-across",
+        type=count(0, 1 << 30),
+        default=5,
+        help="X speakers per cell, 0 = all (default 5)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="subsampling seed (default 0)")
+    parser.add_argument("--seed", type=SEED, default=0, help="subsampling seed (default 0)")
     add_device(parser)
     parser.add_argument("--label", default="", help="name stored in the results (for plots)")
     parser.add_argument("--json", dest="json_out", help="write results (aggregates) as JSON")

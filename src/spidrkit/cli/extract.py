@@ -18,7 +18,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from spidrkit.cli.options import add_device, add_layers, add_model, add_no_progress, add_out
+from spidrkit.cli.options import (
+    Number,
+    add_device,
+    add_layers,
+    add_model,
+    add_no_progress,
+    add_out,
+    count,
+)
 
 HELP = "extract layer features (or MFCC/log-mel/HF baselines) to one file per utterance"
 
@@ -46,7 +54,7 @@ def add_source_arguments(parser: argparse.ArgumentParser, *, one_layer: bool = F
     )
     parser.add_argument(
         "--hop-ms",
-        type=int,
+        type=count(10, 20),
         default=20,
         choices=[10, 20],
         help="frame step of the mfcc/logmel baselines (default 20, as the encoders)",
@@ -54,11 +62,13 @@ def add_source_arguments(parser: argparse.ArgumentParser, *, one_layer: bool = F
     add_device(parser)
     parser.add_argument(
         "--batch-seconds",
-        type=float,
+        type=Number(float, 0.0, 86400.0, lo_open=True),
         default=200.0,
         help="max padded audio seconds per batch (default 200)",
     )
-    parser.add_argument("--batch-items", type=int, default=64, help="max files per batch")
+    parser.add_argument(
+        "--batch-items", type=count(1, 1 << 20), default=64, help="max files per batch"
+    )
 
 
 def build_source(args: argparse.Namespace, layers: list[int] | None, device: Any) -> Any:

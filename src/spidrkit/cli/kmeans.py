@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import re
 
+from spidrkit.cli.options import SEED, count
+
 HELP = "train k-means on features (or audio + encoder) and save the centroids"
 
 
@@ -25,27 +27,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data = parser.add_mutually_exclusive_group(required=True)
     data.add_argument("--features", metavar="DIR", help="features folder (.pt / .npy per file)")
     data.add_argument("--audio", metavar="MANIFEST_OR_DIR", help="audio to run --model on")
-    parser.add_argument("-k", "--k", type=int, default=256, help="number of clusters (256)")
+    parser.add_argument(
+        "-k", "--k", type=count(1, 1 << 20), default=256, help="number of clusters (256)"
+    )
     add_out(parser, required=True, help="output file (.pt)")
     add_source_arguments(parser, one_layer=True)
     parser.add_argument(
         "--max-frames",
-        type=int,
+        type=count(1, 1 << 34),
         default=1_000_000,
         help="frames sampled uniformly at random for training (1,000,000)",
     )
     parser.add_argument(
-        "--max-files", type=int, help="use a random subset of this many files (default: all)"
+        "--max-files", type=count(1), help="use a random subset of this many files (default: all)"
     )
-    parser.add_argument("--batch-size", type=int, default=10000, help="frames per minibatch")
-    parser.add_argument("--epochs", type=int, default=100, help="max passes over the sample")
+    parser.add_argument(
+        "--batch-size", type=count(1, 1 << 28), default=10000, help="frames per minibatch"
+    )
+    parser.add_argument(
+        "--epochs", type=count(1, 1 << 20), default=100, help="max passes over the sample"
+    )
     parser.add_argument(
         "--patience",
-        type=int,
+        type=count(0),
         default=20,
         help="stop after this many minibatches without improvement (0 = never)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="random seed (sampling and k-means)")
+    parser.add_argument("--seed", type=SEED, default=0, help="random seed (sampling and k-means)")
     add_no_progress(parser)
 
 

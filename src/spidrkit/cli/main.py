@@ -9,7 +9,7 @@ import os
 import sys
 
 from spidrkit import __version__
-from spidrkit.cli.options import THREADED_COMMANDS, add_threads, apply_threads
+from spidrkit.cli.options import THREADED_COMMANDS, OneLineParser, add_threads, apply_threads
 from spidrkit.errors import SpidrkitError, worker_message
 
 # (command name, module under spidrkit.cli). Keep in pipeline order: it is the order of `--help`.
@@ -37,7 +37,7 @@ COMMANDS: list[tuple[str, str]] = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="spidrkit",
         description="SpidR/DinoSR speech encoders: pretrain, extract units, evaluate.",
     )

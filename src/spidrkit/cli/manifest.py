@@ -18,7 +18,7 @@ import argparse
 from pathlib import Path
 from typing import Literal
 
-from spidrkit.cli.options import add_no_progress, add_out
+from spidrkit.cli.options import add_no_progress, add_out, count
 
 HELP = "build a manifest from audio folders or tar archives, or --validate one"
 
@@ -56,11 +56,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--tolerance",
-        type=int,
+        type=count(0),
         default=0,
         help="with --validate: allowed num_samples difference (e.g. for mp3) (default: 0)",
     )
-    parser.add_argument("--workers", type=int, default=None, help="header-reading threads")
+    parser.add_argument(
+        "--workers", type=count(1, 1024), default=None, help="header-reading threads"
+    )
     add_no_progress(parser)
 
 

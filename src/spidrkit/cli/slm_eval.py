@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import argparse
 
-from spidrkit.cli.options import add_device, add_layers, add_model, add_no_progress, add_out
+from spidrkit.cli.options import add_device, add_layers, add_model, add_no_progress, add_out, count
 
 HELP = "zero-shot sWUGGY / sBLIMP / StoryCloze accuracies of a unit LM"
 
@@ -66,7 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-dedup", action="store_true", help="keep repeated units (use if the LM saw them)"
     )
-    parser.add_argument("--max-tokens", type=int, default=32768, help="tokens per scoring batch")
+    parser.add_argument(
+        "--max-tokens", type=count(1, 1 << 28), default=32768, help="tokens per scoring batch"
+    )
     add_device(parser)
     add_no_progress(parser)
     parser.add_argument("--json", action="store_true", help="print the results as JSON")

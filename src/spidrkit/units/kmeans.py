@@ -18,10 +18,11 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
+from spidrkit.config import BIG, PROB, SEED, Range, count, field_problems
 from spidrkit.errors import CheckpointError, ConfigError, DataError
 from spidrkit.utils.files import atomic_write
 from spidrkit.utils.textfiles import check_finite_features
@@ -164,6 +165,16 @@ class KMeansConfig:
     seed: controls every random draw.
     """
 
+    RANGES: ClassVar[dict[str, Range]] = {
+        "k": count(1, 1 << 20),
+        "batch_size": count(1, 1 << 28),
+        "max_epochs": count(1, 1 << 20),
+        "init_size": count(1, 1 << 31),
+        "patience": count(0, BIG),
+        "reassign_ratio": PROB,
+        "seed": SEED,
+    }
+
     k: int = 256
     batch_size: int = 10000
     max_epochs: int = 100
@@ -173,16 +184,8 @@ class KMeansConfig:
     seed: int = 0
 
     def validate(self) -> list[str]:
-        errs = []
-        if self.k < 1:
-            errs.append(f"k must be >= 1, got {self.k}")
-        if self.batch_size < 1:
-            errs.append(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.max_epochs < 1:
-            errs.append(f"max_epochs must be >= 1, got {self.max_epochs}")
-        if not 0.0 <= self.reassign_ratio < 1.0:
-            errs.append(f"reassign_ratio must be in [0, 1), got {self.reassign_ratio}")
-        return errs
+        """Every out-of-range field (see ``RANGES``)."""
+        return field_problems(self)
 
 
 def fit_kmeans(

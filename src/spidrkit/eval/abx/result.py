@@ -7,7 +7,9 @@ import io
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
+
+from spidrkit.config import SEED, Range, count, field_problems
 
 from spidrkit.errors import DataError
 from spidrkit.utils.files import atomic_write
@@ -16,6 +18,13 @@ from spidrkit.utils.files import atomic_write
 @dataclass(frozen=True)
 class ABXConfig:
     """How to build and score the ABX triplets (defaults = ZeroSpeech 2021 triphone ABX)."""
+
+    RANGES: ClassVar[dict[str, Range]] = {
+        "step": Range(0.0, 10.0, lo_open=True),
+        "max_size_group": count(1, 1 << 30),
+        "max_x_across": count(1, 1 << 30),
+        "seed": SEED,
+    }
 
     speaker: Literal["within", "across"] = "within"
     """``within``: A, B, X from one speaker; ``across``: A, B from one speaker, X from another."""
@@ -35,19 +44,13 @@ class ABXConfig:
     """Seed of the subsampling."""
 
     def validate(self) -> list[str]:
-        errors = []
+        errors = field_problems(self)
         if self.speaker not in ("within", "across"):
             errors.append(f"speaker must be 'within' or 'across', got {self.speaker!r}")
         if self.context not in ("within", "any"):
             errors.append(f"context must be 'within' or 'any', got {self.context!r}")
         if self.distance not in ("angular", "euclidean", "kl_symmetric", "identical"):
             errors.append(f"unknown distance {self.distance!r}")
-        if not self.step > 0:
-            errors.append(f"step must be > 0 seconds, got {self.step}")
-        for name in ("max_size_group", "max_x_across"):
-            v = getattr(self, name)
-            if v is not None and v < 1:
-                errors.append(f"{name} must be >= 1 or None, got {v}")
         return errors
 
 
