@@ -67,6 +67,7 @@ def _subset(n: int, max_files: int | None, seed: int) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import json
     import logging
 
     from spidrkit.audio.io import SAMPLE_RATE
@@ -77,11 +78,19 @@ def run(args: argparse.Namespace) -> int:
     from spidrkit.units.kmeans import KMeansConfig, fit_kmeans, sample_frames
     from spidrkit.utils.device import resolve_device
     from spidrkit.utils.progress import progress
+    from spidrkit.utils.provenance import features_folder_source, source_identity
 
     device = resolve_device(args.device)
     show = not args.no_progress
     layer = args.layer
     if args.features:
+        identity, recorded_layer = features_folder_source(args.features)
+        if layer is not None and recorded_layer is not None and layer != recorded_layer:
+            raise ConfigError(
+                f"{args.features}: holds layer {recorded_layer} features (its extract record), "
+                f"not layer {layer}"
+            )
+        layer = layer if layer is not None else recorded_layer
         files = list_features(args.features)
         files = [files[i] for i in _subset(len(files), args.max_files, args.seed)]
         stream = (load_features(p) for _, p in progress(files, desc="read features", enabled=show))
@@ -109,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
             on_batch=bar.update,
         )
         key = source.layers[0]
+        identity = source_identity(source)
         stream = (f[key] for _, f in feats)
         source_desc = f"{args.audio} ({args.model or args.baseline})"
     frames, seen = sample_frames(stream, args.max_frames, seed=args.seed)
@@ -127,7 +137,13 @@ def run(args: argparse.Namespace) -> int:
         config,
         device=device,
         progress=show,
-        meta={"layer": layer, "source": source_desc, "frames_seen": seen},
+        meta={
+            "layer": layer,
+            "source": source_desc,
+            "frames_seen": seen,
+            # what made the features: `units` refuses this k-means on another model or layer
+            "source_id": json.dumps(identity, sort_keys=True) if identity is not None else None,
+        },
     )
     km.save(args.out)
     print(

@@ -88,6 +88,14 @@ def run(args: argparse.Namespace) -> int:
         return 0 if report.ok else 1
     if not args.inputs or args.out is None:
         raise DataError("give audio folders or tar archives and -o OUT (or --validate M.csv)")
+    from spidrkit.utils.files import refuse_clobbering
+
+    refuse_clobbering({"-o": args.out}, list(args.inputs))
+    if args.out.suffix.lower() in (*AUDIO_EXTENSIONS, ".tar") or args.out.is_dir():
+        raise DataError(
+            f"-o {args.out}: names an audio file, an archive or a folder; a manifest is a .csv or "
+            ".tsv file"
+        )
     exts = [e for e in args.ext.split(",") if e.strip()] if args.ext else AUDIO_EXTENSIONS
     manifests = []
     for src in args.inputs:

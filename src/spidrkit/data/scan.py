@@ -139,7 +139,13 @@ def scan_directory(
     rels: list[str] = []
     listing = progress(desc=f"list {root.name or root}", unit="file", enabled=show_progress)
     with listing:
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        seen: set[tuple[int, int]] = set()  # real folders listed: a symlink loop or a second
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):  # link is skipped
+            st = os.stat(dirpath)
+            if (st.st_dev, st.st_ino) in seen:
+                dirnames[:] = []
+                continue
+            seen.add((st.st_dev, st.st_ino))
             dirnames.sort()
             rel_dir = os.path.relpath(dirpath, root)
             before = len(rels)

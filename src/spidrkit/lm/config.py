@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 from spidrkit.config import BIG, PROB, SEED, Range, count
-
 from spidrkit.train.config import OptimizerConfig
 from spidrkit.utils.precision import Precision
 

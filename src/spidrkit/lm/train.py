@@ -75,7 +75,7 @@ def save_lm(path: str | Path, model: UnitLM, extra: dict | None = None) -> Path:
         "lm_config": dataclasses.asdict(model.cfg),
         **(extra or {}),
     }
-    with atomic_write(path, "wb") as f:
+    with atomic_write(path, "wb", digest=True) as f:
         torch.save(state, f)
     return Path(path)
 

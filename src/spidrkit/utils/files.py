@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from spidrkit.errors import OutputError
 
@@ -47,23 +48,103 @@ def output_error(path: str | Path, exc: BaseException) -> OutputError | None:
     )
 
 
+DIGEST_SUFFIX = ".sha256"
+"""``<file>.sha256`` beside an artefact holds its SHA-256 in ``sha256sum`` format."""
+
+
+def digest_path(path: str | Path) -> Path:
+    path = Path(path)
+    return path.with_name(path.name + DIGEST_SUFFIX)
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class _HashingWriter:
+    """A write-only binary file wrapper that hashes what goes through it."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self.f = f
+        self.h = hashlib.sha256()
+
+    def write(self, data: Any) -> int:
+        self.h.update(data)
+        return self.f.write(data)
+
+    def flush(self) -> None:
+        self.f.flush()
+
+    def fileno(self) -> int:
+        return self.f.fileno()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _follow_umask(fd: int) -> None:
+    """mkstemp creates files 0600; an output gets the mode ``open()`` would give it (0666 & ~umask)."""
+    with contextlib.suppress(OSError):
+        os.fchmod(fd, 0o666 & ~_umask())
+
+
+def _write_digest(path: Path, hexdigest: str) -> None:
+    fd, tmp = _mkstemp(digest_path(path))
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{hexdigest}  {path.name}\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, digest_path(path))
+    except BaseException as exc:
+        _discard(tmp, digest_path(path), exc)
+        raise
+
+
 @contextlib.contextmanager
-def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
+def atomic_write(path: str | Path, mode: str = "wb", *, digest: bool = False) -> Iterator[Any]:
     """Open a temporary file beside ``path``; on success it replaces ``path`` in one rename.
 
     A crash (or SIGKILL) mid-write leaves the old file untouched and at worst a ``.tmp`` file behind.
+    The file gets the mode the umask gives (as ``open()`` would). ``digest`` (binary modes): also
+    write ``<path>.sha256`` (before the rename: the file never appears without its checksum), which
+    :func:`verify_digest` checks when the file is read.
     """
     path = Path(path)
     fd, tmp = _mkstemp(path)
+    _follow_umask(fd)
     try:
         with os.fdopen(fd, mode) as f:
-            yield f
+            writer = _HashingWriter(f) if digest else f
+            yield writer
             f.flush()
             os.fsync(f.fileno())
+        if digest:
+            _write_digest(path, writer.h.hexdigest())
         os.replace(tmp, path)
     except BaseException as exc:
         _discard(tmp, path, exc)
         raise
+
+
+def verify_digest(path: str | Path) -> str | None:
+    """None when ``path`` has no ``.sha256`` beside it or matches it; else what is wrong."""
+    digest = digest_path(path)
+    if not digest.is_file():
+        return None
+    expected = digest.read_bytes()[:200].decode("ascii", errors="replace").split()[:1]
+    if not expected or len(expected[0]) != 64:
+        return f"unreadable checksum file {digest.name}"
+    if file_sha256(path) != expected[0].lower():
+        return f"content does not match its SHA-256 in {digest.name} (corrupted)"
+    return None
 
 
 def _discard(tmp: str | Path, path: Path, exc: BaseException) -> None:
@@ -87,14 +168,49 @@ def _mkstemp(path: Path) -> tuple[int, str]:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path`` for a writer that wants a file name; rename on success."""
+def atomic_path(path: str | Path, *, digest: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` for a writer that wants a file name; rename on success
+    (``digest``: with ``<path>.sha256`` written first, as :func:`atomic_write`)."""
     path = Path(path)
     fd, tmp = _mkstemp(path)
+    _follow_umask(fd)
     os.close(fd)
     try:
         yield Path(tmp)
+        if digest:
+            _write_digest(path, file_sha256(tmp))
         os.replace(tmp, path)
     except BaseException as exc:
         _discard(tmp, path, exc)
         raise
+
+
+@contextlib.contextmanager
+def atomic_files(paths: list[Path], mode: str = "w") -> Iterator[list[Any]]:
+    """Write several outputs as a set: each to a temporary file, all renamed only once every one
+    is written (a failure leaves every previous output as it was)."""
+    if len({Path(p).resolve() for p in paths}) != len(paths):
+        raise OutputError(f"{', '.join(map(str, paths))}: one file given for two outputs")
+    with contextlib.ExitStack() as stack:
+        temps = [stack.enter_context(atomic_path(p)) for p in paths]
+        files = [stack.enter_context(open(t, mode)) for t in temps]
+        yield files
+        for f in files:
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def refuse_clobbering(outputs: dict[str, Any], inputs: list[Any]) -> None:
+    """OutputError when an output path (``{"--out": path}``) is one of the ``inputs`` or another
+    output (the same file given twice), so no input is ever replaced by a command's result."""
+    seen: dict[Path, str] = {}
+    for src in inputs:
+        if src is not None and Path(src).exists():
+            seen[Path(src).resolve()] = f"the input {src}"
+    for name, out in outputs.items():
+        if out is None:
+            continue
+        key = Path(out).resolve()
+        if key in seen:
+            raise OutputError(f"{name} {out}: is {seen[key]}; refusing to overwrite it")
+        seen[key] = f"also {name}"

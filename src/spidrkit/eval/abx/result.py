@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from spidrkit.config import SEED, Range, count, field_problems
-
 from spidrkit.errors import DataError
 from spidrkit.utils.files import atomic_write
 
