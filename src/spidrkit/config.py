@@ -350,6 +350,10 @@ def from_dict(cls: type[T], data: dict[str, Any], overrides: list[str] | None = 
     return obj
 
 
+MAX_CONFIG_BYTES = 4 << 20
+"""Largest config file read (configs are a few KB)."""
+
+
 def read_toml(path: str | Path) -> dict[str, Any]:
     """Parse a TOML file, or a shipped config by name (``tiny``, ``base``, ``lm_tiny``: see
     :mod:`spidrkit.configs`); a missing or malformed file is a ConfigError naming it."""
@@ -357,12 +361,22 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 
     path = resolve(path)
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        with open(path, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)  # /dev/zero or a wrong file: bounded
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"{path}: over {MAX_CONFIG_BYTES >> 20} MiB: not a config file (give the TOML)"
+            )
+        return tomllib.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: config file not found (shipped configs: {', '.join(names())})"
         ) from None
-    except tomllib.TOMLDecodeError as exc:
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, expected a TOML config file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}): not a TOML file") from None
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
 

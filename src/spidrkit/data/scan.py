@@ -52,9 +52,10 @@ def _report(problems: list[str], what: str, skip_errors: bool) -> None:
     if skip_errors:
         log.warning("skipped %d unreadable files in %s:\n  %s%s", len(problems), what, shown, more)
         return
-    raise DataError(
+    listed = "; ".join(problems[:50]) + (f"; ... and {len(problems) - 50} more" if more else "")
+    raise DataError(  # one line, every file named (up to 50)
         f"{what}: {len(problems)} unreadable audio files (fix or remove them, or pass "
-        f"--skip-errors):\n  {shown}{more}"
+        f"--skip-errors): {listed}"
     )
 
 

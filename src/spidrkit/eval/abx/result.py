@@ -144,16 +144,22 @@ def write_results_json(
 
 def read_results_json(path: str | Path) -> list[ABXResult]:
     """Results written by :func:`write_results_json` (or a bare list / a single result)."""
+    from spidrkit.utils.textfiles import read_json_file
+
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: cannot read ABX results JSON ({exc})") from None
+    data = read_json_file(path, "ABX results JSON (spidrkit abx --json)")
     rows = data.get("results", [data]) if isinstance(data, dict) else data
     try:
-        return [ABXResult.from_dict(r) for r in rows]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DataError(f"{path}: not an ABX results file ({exc!r})") from None
+        out = [ABXResult.from_dict(r) for r in rows]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise DataError(f"{path}: not an ABX results file ({str(exc)[:200]})") from None
+    for r in out:
+        if not 0.0 <= r.error <= 1.0 or (r.layer is not None and not isinstance(r.layer, int)):
+            raise DataError(
+                f"{path}: not an ABX results file (error {r.error} outside [0, 1], or a "
+                f"layer {r.layer!r} that is not an integer)"
+            )
+    return out
 
 
 def write_cells_csv(results: list[ABXResult], path: str | Path) -> None:
