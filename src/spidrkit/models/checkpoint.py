@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import pickle
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,32 +44,58 @@ class LoadedCheckpoint:
     extra: dict[str, Any]  # optimizer, scheduler, ... when present
 
 
-def read_torch_file(path: str | Path) -> Any:
-    """``torch.load(path, weights_only=True)`` with errors that name the file and the problem."""
+def read_torch_file(path: str | Path, *, verify: bool = True, map_location: Any = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)`` with errors that name the file and the problem: the
+    one reader of every torch file spidrkit is given (checkpoints, k-means files, LM checkpoints).
+
+    ``verify``: check the ``.sha256`` beside the file (or the zip CRCs) first (skip it when the
+    caller just did)."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, expected a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: checkpoint is empty (0 bytes); the write was interrupted?")
     from spidrkit.train.checkpoint import digest_path, verify_checkpoint
 
-    if digest_path(path).is_file() or zipfile.is_zipfile(path):
+    if verify and (digest_path(path).is_file() or zipfile.is_zipfile(path)):
         problem = verify_checkpoint(path)
         if problem is not None:
             raise CheckpointError(f"{path}: cannot use checkpoint: {problem}")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head.startswith((b"PK", b"\x80")):  # a torch zip archive, or a legacy pickle
+        raise CheckpointError(
+            f"{path}: not a PyTorch checkpoint (it starts with {head!r}, not a torch.save file)"
+        )
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings(), torch.serialization.safe_globals([argparse.Namespace]):
+            warnings.simplefilter("ignore")  # torch's pickle-protocol notes: the error says it
+            return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
+        what = _refused_global(str(exc))
         raise CheckpointError(
-            f"{path}: refused to unpickle non-tensor objects ({str(exc).splitlines()[0][:200]}). "
-            "spidrkit loads checkpoints with weights_only=True; re-save just the state dicts "
-            "(e.g. torch.save({'model': ckpt['model']}, 'clean.pt')) where you trust the file."
+            f"{path}: holds pickled Python objects{what}, refused (spidrkit reads checkpoints with "
+            "weights_only=True and never runs their code); where you trust the file, re-save just "
+            "its tensors, e.g. torch.save({'model': ckpt['model']}, 'clean.pt')"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any reader failure is a corrupt or foreign file
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
         raise CheckpointError(
-            f"{path}: cannot read checkpoint, the file is truncated or corrupt ({exc})"
+            f"{path}: cannot read checkpoint, the file is truncated, corrupt or not a checkpoint "
+            f"({type(exc).__name__}: {first})"
         ) from None
+
+
+def _refused_global(message: str) -> str:
+    """`` (builtins.exec)``: the object torch refused to unpickle, when its message names one."""
+    import re
+
+    m = re.search(r"GLOBAL ([\w.]+)", message) or re.search(
+        r"Unsupported global: ([\w.]+)", message
+    )
+    return f" ({m.group(1)})" if m else ""
 
 
 def is_fairseq_dinosr(obj: Any) -> bool:
@@ -89,6 +116,15 @@ def read_checkpoint(path: str | Path) -> LoadedCheckpoint:
     if is_fairseq_dinosr(obj):
         state, step = convert_fairseq_dinosr(obj)
         return LoadedCheckpoint(state, "dinosr", None, step, "fairseq", {})
+    if isinstance(obj, dict) and "centroids" in obj:
+        raise CheckpointError(
+            f"{path}: is a k-means file (spidrkit kmeans), not a SpidR/DinoSR checkpoint; give it "
+            "to --kmeans"
+        )
+    if isinstance(obj, torch.Tensor):
+        raise CheckpointError(
+            f"{path}: holds one tensor {tuple(obj.shape)} (a features file?), not a checkpoint"
+        )
     if not isinstance(obj, dict) or not isinstance(obj.get("model"), dict):
         raise CheckpointError(
             f"{path}: not a SpidR checkpoint: expected a dict with a 'model' state dict, found "

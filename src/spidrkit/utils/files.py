@@ -97,6 +97,7 @@ def _follow_umask(fd: int) -> None:
 
 def _write_digest(path: Path, hexdigest: str) -> None:
     fd, tmp = _mkstemp(digest_path(path))
+    _follow_umask(fd)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(f"{hexdigest}  {path.name}\n")
