@@ -820,12 +820,32 @@ def test_sizes_derived_from_input_are_bounded(tmp_path):
         item.write_text(head + f"a {onset} {offset} p # # s\n")
         with pytest.raises(DataError, match="x.item:2: an item ends after"):
             read_item_file(item)
+    wav = tmp_path / "c65.wav"  # 65 channels
+    fmt = struct.pack("<IHHIIHH", 16, 1, 65, 16000, 2 * 16000 * 65, 2 * 65, 16)
+    riff = b"WAVEfmt " + fmt + b"data" + struct.pack("<I", 130) + bytes(130)
+    wav.write_bytes(b"RIFF" + struct.pack("<I", len(riff)) + riff)
+    with pytest.raises(AudioError, match="65 channels"):
+        audio_info(wav)
+    import soundfile as sf
+
+    flac = tmp_path / "huge.flac"  # a FLAC header claiming 2^36 - 1 samples (1193 h)
+    sf.write(flac, np.zeros(1600, np.float32), 16000)
+    raw = bytearray(flac.read_bytes())
+    field = int.from_bytes(raw[18:26], "big") | ((1 << 36) - 1)
+    raw[18:26] = field.to_bytes(8, "big")
+    flac.write_bytes(bytes(raw))
+    with pytest.raises(AudioError, match="over the 24 h"):
+        load_audio(flac)
     units = tmp_path / "u.jsonl"
     units.write_text(json.dumps({"audio": "a", "units": [1, 2], "durations": [2**24, 2**24]}))
     with pytest.raises(DataError, match="add up to 33554432 frames"):
         read_units(units)
     with pytest.raises(ConfigError, match="/dev/zero: over 4 MiB"):
         read_toml("/dev/zero")
+    from spidrkit.eval.abx.result import read_results_json
+
+    with pytest.raises(DataError, match="/dev/zero: over 64 MiB"):
+        read_results_json("/dev/zero")
 
 
 def test_outputs_as_a_set_and_never_onto_an_input(zoo, tmp_path, capsys):
@@ -900,3 +920,80 @@ def test_refused_pickles_in_training_are_one_line(corpus, tmp_path, capsys, wher
     code, lines = _run_line(capsys, f"train {TINY_TOML} {args} --set run.max_steps=2")
     assert code == 2 and len(lines) == 1, lines
     assert "pickled Python objects (argparse.ArgumentParser), refused" in lines[0], lines
+
+
+def test_a_diverged_unit_lm_is_refused_when_loaded_and_when_scoring(tmp_path):
+    from spidrkit.lm.config import LM_PRESETS
+    from spidrkit.lm.model import UnitLM
+    from spidrkit.lm.score import score_sequences
+    from spidrkit.lm.train import load_lm, save_lm
+
+    lm = UnitLM(LM_PRESETS["lm_tiny"])
+    with torch.no_grad():
+        next(lm.parameters()).fill_(float("nan"))
+    save_lm(tmp_path / "best.pt", lm)
+    with pytest.raises(CheckpointError, match="hold NaN/inf"):
+        load_lm(tmp_path / "best.pt")
+    with pytest.raises(CheckpointError, match="non-finite log-likelihood"):
+        score_sequences(lm, [[1, 2, 3]], names=["a.wav"])
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(
+    key=st.sampled_from(
+        ["pnmi", "phones", "units", "counts", "perplexity", "error", "layer", "results", "config"]
+    ),
+    value=st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-5, 5),
+        st.floats(allow_nan=False),
+        st.text(max_size=3),
+        st.lists(st.one_of(st.integers(-2, 2), st.text(max_size=2)), max_size=3),
+        st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
+    ),
+)
+def test_plot_inputs_with_wrong_values_are_one_line_errors(zoo, key, value):
+    """Class 4: result files whose fields hold other types or values: a plot or one line."""
+    pytest.importorskip("matplotlib")
+    import contextlib
+    import io as _io
+    import tempfile
+
+    _, files = zoo
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind, plot in (("quality_json", "phone-unit"), ("abx_json", "abx-layers")):
+            data = json.loads(files[kind].read_text())
+            target = data["results"][0] if kind == "abx_json" and key != "results" else data
+            target[key] = value
+            path = Path(tmp) / "in.json"
+            path.write_text(json.dumps(data))
+            err = _io.StringIO()
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(_io.StringIO()):
+                code = cli_main(["plot", plot, str(path), "--out", str(Path(tmp) / "p.png")])
+            lines = [x for x in err.getvalue().splitlines() if x.strip()]
+            assert code == 0 or (code == 2 and len(lines) == 1), (kind, key, value, lines)
+
+
+def test_unexpected_exceptions_are_one_line_internal_errors(monkeypatch, capsys):
+    from spidrkit.cli import env as env_cmd
+    from spidrkit.errors import SpidrkitError
+
+    def boom(args):
+        raise ZeroDivisionError("division by zero\nsecond line")
+
+    monkeypatch.setattr(env_cmd, "run", boom)
+    code = cli_main(["env"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and "internal error: ZeroDivisionError" in lines[0]
+    with pytest.raises(ZeroDivisionError):
+        cli_main(["-v", "env"])
+
+    def multi(args):
+        raise SpidrkitError("first\n  second\n  third")
+
+    monkeypatch.setattr(env_cmd, "run", multi)
+    assert cli_main(["env"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "spidrkit env: error: first; second; third"
+    ]

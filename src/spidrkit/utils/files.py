@@ -123,12 +123,12 @@ def atomic_write(path: str | Path, mode: str = "wb", *, digest: bool = False) ->
     _follow_umask(fd)
     try:
         with os.fdopen(fd, mode) as f:
-            writer = _HashingWriter(f) if digest else f
-            yield writer
+            hashing = _HashingWriter(f) if digest else None
+            yield hashing if hashing is not None else f
             f.flush()
             os.fsync(f.fileno())
-        if digest:
-            _write_digest(path, writer.h.hexdigest())
+        if hashing is not None:
+            _write_digest(path, hashing.h.hexdigest())
         os.replace(tmp, path)
     except BaseException as exc:
         _discard(tmp, path, exc)

@@ -169,7 +169,7 @@ def finite_float(value: Any, where: str, field: str) -> float:
     return out
 
 
-MAX_JSON_BYTES = 256 << 20
+MAX_JSON_BYTES = 64 << 20
 
 
 def read_json_file(path: str | Path, what: str, *, max_bytes: int = MAX_JSON_BYTES) -> Any:
