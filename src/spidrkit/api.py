@@ -46,9 +46,11 @@ class Encoder:
         max_batch_samples: int = SAMPLE_RATE * 120,
         precision: str = "fp32",
     ) -> None:
-        self.device = torch.device(device)
+        from spidrkit.utils.device import resolve_device
+
+        self.device = resolve_device(device)  # one line for meta, a missing GPU, a typo
         resolve_precision(precision, self.device)  # fails early on a name it does not know
-        self.model = model.to(device).eval()
+        self.model = model.to(self.device).eval()
         self.max_batch_samples = max_batch_samples
         self.precision = precision
 

@@ -83,7 +83,7 @@ def read_torch_file(path: str | Path, *, verify: bool = True, map_location: Any 
     except Exception as exc:  # noqa: BLE001 - any reader failure is a corrupt or foreign file
         first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
         raise CheckpointError(
-            f"{path}: cannot read checkpoint, the file is truncated, corrupt or not a checkpoint "
+            f"{path}: cannot read checkpoint, the file is truncated or corrupt, or not a checkpoint "
             f"({type(exc).__name__}: {first})"
         ) from None
 
