@@ -18,6 +18,7 @@ in order): an old key still works for one release, with a warning naming old -> 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -25,6 +26,7 @@ import re
 import tomllib
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast, get_args, get_origin, get_type_hints
 
@@ -133,6 +135,25 @@ def field_problems(obj: Any, skip: set[str] | frozenset[str] = frozenset()) -> l
     return problems
 
 
+def ranged(validate: Callable[[Any], list[str]]) -> Callable[[Any], list[str]]:
+    """Decorate a config's ``validate()`` (the rules between fields) so that it returns the
+    out-of-range fields first, then its rules: a direct call (``DataConfig(...).validate()``)
+    reports everything. A rule that cannot be evaluated on out-of-range values (a division by a
+    zero its field's range refuses) is left out: that field's own problem is reported."""
+
+    @functools.wraps(validate)
+    def wrapper(self: Any) -> list[str]:
+        problems = field_problems(self)
+        try:
+            return problems + list(validate(self) or [])
+        except (ZeroDivisionError, TypeError, ValueError, OverflowError):
+            if not problems:
+                raise
+            return problems
+
+    return wrapper
+
+
 def check(obj: T) -> T:
     """Raise a ConfigError listing every problem of a config built in code (ranges, then the
     class's ``validate()``); returns ``obj``."""
@@ -239,18 +260,19 @@ def _build(cls: type[T], data: dict[str, Any], prefix: str, errors: list[str]) -
         errors.append(f"{prefix.rstrip('.') or cls.__name__}: {exc}")
         return None  # type: ignore[return-value]
     typed_wrong = {e[len(prefix) :].split(":")[0].split("[")[0] for e in errors[before:]}
-    out_of_range = field_problems(obj, skip=typed_wrong)
-    errors += [f"{prefix}{p}" for p in out_of_range]
     validate = getattr(obj, "validate", None)
-    if callable(validate) and not out_of_range:  # rules between fields need fields in range
+    if not callable(validate):
+        errors += [f"{prefix}{p}" for p in field_problems(obj, skip=typed_wrong)]
+    else:  # a @ranged validate() reports the ranges, then the rules between fields
         try:
             problems = validate() or []
         except (TypeError, ValueError, ZeroDivisionError, OverflowError):
             if len(errors) == before:
                 raise
             problems = []  # range checks on a value of the wrong type: its type error is enough
-        for problem in problems:
-            errors.append(f"{prefix}{problem}")
+        for problem in problems:  # a field with a type error is reported once, by its type
+            if problem.split(":")[0].split("[")[0] not in typed_wrong:
+                errors.append(f"{prefix}{problem}")
     return obj
 
 

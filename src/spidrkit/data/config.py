@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from spidrkit.config import UNIT, Range, count
+from spidrkit.config import UNIT, Range, count, ranged
 
 MaskSelection = Literal["static", "uniform", "normal", "poisson"]
 
@@ -46,6 +46,7 @@ class MaskingConfig:
     no_mask_overlap: bool = False
     mask_min_space: int = 1
 
+    @ranged
     def validate(self) -> list[str]:
         errors = []
         if self.mask_selection == "uniform" and self.mask_other > 2 * self.mask_length:
@@ -100,6 +101,7 @@ class DataConfig:
     prefetch_factor: int = 2
     pin_memory: bool = True
 
+    @ranged
     def validate(self) -> list[str]:
         errors = []
         if self.max_sample_size < self.min_sample_size:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from spidrkit.config import BIG, PROB, SEED, Range, count
+from spidrkit.config import BIG, PROB, SEED, Range, count, ranged
 from spidrkit.train.config import OptimizerConfig
 from spidrkit.utils.precision import Precision
 
@@ -63,6 +63,7 @@ class UnitLMConfig:
 
         return self.num_units + NUM_SPECIALS
 
+    @ranged
     def validate(self) -> list[str]:
         problems = []  # ranges in RANGES (max_positions >= 3: bos, one unit and eos)
         if self.embed_dim % self.num_heads:
@@ -122,6 +123,7 @@ class LMDataConfig:
     num_workers: int = 0
     """DataLoader worker processes."""
 
+    @ranged
     def validate(self) -> list[str]:
         problems = []
         if self.max_tokens < self.block_size:
@@ -153,6 +155,10 @@ class LMValidationConfig:
 
     interval: int = 1000
     """Steps between validations (0 = only at the end), as pretraining's ``validation.interval``."""
+
+    @ranged
+    def validate(self) -> list[str]:
+        return []
 
 
 @dataclass(frozen=True)
@@ -189,6 +195,10 @@ class LMRunConfig:
     compile: bool = False
     """``torch.compile`` the model (CUDA only)."""
 
+    @ranged
+    def validate(self) -> list[str]:
+        return []
+
 
 @dataclass(frozen=True)
 class LMTrainConfig:
@@ -212,6 +222,7 @@ class LMTrainConfig:
     validation: LMValidationConfig = field(default_factory=LMValidationConfig)
     run: LMRunConfig = field(default_factory=LMRunConfig)
 
+    @ranged
     def validate(self) -> list[str]:
         if self.preset not in LM_PRESETS:
             return [f"preset: {self.preset!r} is not one of {sorted(LM_PRESETS)}"]

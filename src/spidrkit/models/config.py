@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from spidrkit.config import BIG, PROB, UNIT, Range, count
+from spidrkit.config import BIG, PROB, UNIT, Range, count, ranged
 
 ConvLayerConfig = tuple[tuple[int, int, int], ...]
 
@@ -112,6 +112,7 @@ class _EncoderConfig:
         object.__setattr__(self, "extractor_conv_layer_config", conv)
         object.__setattr__(self, "ema_exclude_layers", tuple(self.ema_exclude_layers))
 
+    @ranged
     def validate(self) -> list[str]:
         """Every problem with this config, as ``field: message`` strings."""
         problems = []  # the range of each field is in RANGES; here, the rules between fields

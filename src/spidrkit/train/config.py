@@ -24,6 +24,7 @@ from spidrkit.config import (
     apply_overrides,
     count,
     from_dict,
+    ranged,
     read_toml,
     to_dict,
 )
@@ -103,6 +104,7 @@ class RunConfig:
     progress: bool = True
 
     @_typed
+    @ranged
     def validate(self) -> list[str]:
         errors = []
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
@@ -151,6 +153,7 @@ class OptimizerConfig:
     fused: bool | None = None
 
     @_typed
+    @ranged
     def validate(self) -> list[str]:
         errors = []
         if self.scheduler == "tristage" and self.decay_steps == 0 and self.final_lr_scale != 1.0:
@@ -178,6 +181,10 @@ class ValidationConfig:
     interval: int = 10_000
     max_batches: int | None = None
     seed: int = 1234
+
+    @ranged
+    def validate(self) -> list[str]:
+        return []
 
 
 @dataclass(frozen=True)
