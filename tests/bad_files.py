@@ -84,6 +84,9 @@ def make_zoo(folder: Path) -> dict[str, Path]:
         "#file onset offset #phone prev-phone next-phone speaker\n"
         "a 0.0 0.1 p # a s1\na 0.1 0.2 a p # s1\nb 0.0 0.1 a # t s1\nb 0.1 0.2 t a # s1\n"
     )
+    z["lexical"] = folder / "lexical"
+    z["lexical"].mkdir()
+    (z["lexical"] / "gold.csv").write_text("filename,id,voice,correct\na,1,v,1\nb,1,v,0\n")
     z["toml"] = folder / "c.toml"
     z["toml"].write_text("[run]\nmax_steps = 1\n")
     z["abx_json"] = folder / "abx.json"
@@ -172,7 +175,7 @@ SLOTS: list[tuple[str, frozenset[str]]] = [
     ("check-config {}", frozenset({"toml", "empty_pt"})),  # an empty TOML is all defaults
     ("lm-train {}", frozenset()),
     ("manifest --validate {}", frozenset({"manifest"})),
-    ("slm-eval --lm {} --units {units} --lexical {out}", frozenset({"lm"})),
+    ("slm-eval --lm {} --units {units} --lexical {lexical}", frozenset({"lm"})),
     ("abx {items} {}", frozenset({"features", "units"})),
     ("kmeans --features {} -k 2 --out {out}/k.pt", frozenset({"features"})),
     ("extract {} --baseline mfcc --out {out}/e", frozenset({"manifest"})),

@@ -128,6 +128,10 @@ def error_text(exc: SpidrkitError) -> str:
     problems (``invalid config:`` then one problem per line, all reported at once)."""
     text = worker_message(str(exc))
     if isinstance(exc, ConfigError) and "invalid config:" in text:
+        head, _, rest = text.partition("invalid config:")
+        problems = [p.strip() for p in rest.splitlines() if p.strip()]
+        if len(problems) == 1:  # the common case: one line
+            return f"{head}invalid config: {problems[0]}"
         return text
     return one_line(text)
 
