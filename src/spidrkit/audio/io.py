@@ -107,12 +107,37 @@ def _open(source: AudioSource, label: str) -> Any:
     else:
         target = source
     try:
-        return sf.SoundFile(target)
+        f = sf.SoundFile(target)
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         raise AudioError(
             f"{label}: cannot decode ({exc}); the file is corrupt or not in a format "
             "libsndfile reads (wav, flac, ogg, mp3)"
         ) from None
+    problem = _header_problem(int(f.samplerate), int(f.channels), int(f.frames))
+    if problem is not None:
+        f.close()
+        raise AudioError(f"{label}: {problem}")
+    return f
+
+
+MIN_RATE, MAX_RATE = 1000, 768_000
+"""Sample rates accepted in a header (a 2 Hz header would resample into 8000x more samples)."""
+MAX_CHANNELS = 64
+MAX_SECONDS = 24 * 3600
+"""Longest accepted file: every size derived from a header is bounded before allocating."""
+
+
+def _header_problem(sr: int, channels: int, frames: int) -> str | None:
+    if not MIN_RATE <= sr <= MAX_RATE:
+        return f"header says {sr} Hz, outside [{MIN_RATE}, {MAX_RATE}] Hz: corrupt or not audio"
+    if not 1 <= channels <= MAX_CHANNELS:
+        return f"header says {channels} channels, outside [1, {MAX_CHANNELS}]: corrupt or not audio"
+    if frames < 0 or frames > MAX_SECONDS * sr:
+        return (
+            f"header says {frames} frames ({frames / sr / 3600:.1f} h), over the "
+            f"{MAX_SECONDS // 3600} h that spidrkit reads from one file: corrupt, or cut it first"
+        )
+    return None
 
 
 def audio_info(source: AudioSource, *, name: str | None = None) -> AudioInfo:

@@ -23,11 +23,14 @@ from pathlib import Path
 
 import spidrkit
 from spidrkit.cli.options import (
+    SEED,
+    Number,
     add_device,
     add_json,
     add_layers,
     add_model,
     add_no_progress,
+    count,
     json_to_stdout,
     write_json_output,
 )
@@ -70,17 +73,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["angular", "euclidean", "kl_symmetric", "identical"],
         help="frame distance (default: angular for features, identical for units)",
     )
-    parser.add_argument("--step", type=float, default=0.02, help="frame step in s (default 0.02)")
+    parser.add_argument(
+        "--step",
+        type=Number(float, 0.0, 10.0, lo_open=True),
+        default=0.02,
+        help="frame step in s (default 0.02)",
+    )
     parser.add_argument(
         "--drop-last", action="store_true", help="Libri-Light variant: drop each item's last frame"
     )
     parser.add_argument(
-        "--max-size-group", type=int, default=10, help="items per group, 0 = all (default 10)"
+        "--max-size-group",
+        type=count(0, 1 << 30),
+        default=10,
+        help="items per group, 0 = all (default 10)",
     )
     parser.add_argument(
-        "--max-x-across", type=int, default=5, help="X speakers per cell, 0 = all (default 5)"
+        "--max-x-across",
+        type=count(0, 1 << 30),
+        default=5,
+        help="X speakers per cell, 0 = all (default 5)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="subsampling seed (default 0)")
+    parser.add_argument("--seed", type=SEED, default=0, help="subsampling seed (default 0)")
     add_device(parser)
     parser.add_argument("--label", default="", help="name stored in the results (for plots)")
     add_json(parser, help="write the results (aggregates) as JSON")

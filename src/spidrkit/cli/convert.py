@@ -36,7 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from spidrkit.models.checkpoint import load_model, save_model, save_safetensors
+    from spidrkit.utils.files import refuse_clobbering
 
+    refuse_clobbering({"dst": args.dst}, [args.src])
     model = load_model(args.src, model_type=args.model_type)
     if str(args.dst).endswith(".safetensors"):
         save_safetensors(model, args.dst)

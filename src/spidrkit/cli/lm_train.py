@@ -60,5 +60,11 @@ def run(args: argparse.Namespace) -> int:
     if result.valid_loss is not None:
         line += f", valid loss {result.valid_loss:.4f} (ppl {result.valid_ppl:.2f})"
     print(line)
-    print(f"model: {result.output_dir / 'best.pt'}")
+    best = result.output_dir / "best.pt"
+    if best.is_file():
+        print(f"model: {best}")
+    else:  # no validation loss was computed (no validation tokens): the last checkpoint
+        from spidrkit.train.checkpoint import find_latest_checkpoint
+
+        print(f"model: {find_latest_checkpoint(result.output_dir)} (no best.pt: no validation)")
     return 0

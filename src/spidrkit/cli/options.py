@@ -11,12 +11,67 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from spidrkit.errors import ConfigError
 from spidrkit.utils.files import atomic_write
 
 REMOVED_IN = "spidrkit 0.3"
+
+
+class Number:
+    """An argparse ``type=`` for a number in ``[lo, hi]`` (finite; ``int`` or ``float``).
+
+    Every numeric option of every command uses one (``tests/test_cli_domains.py`` walks the parser
+    and generates values outside each domain): ``--patience -1`` or ``--hours inf`` is refused
+    when the command line is parsed, before anything runs.
+    """
+
+    def __init__(
+        self, kind: type, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False
+    ) -> None:
+        self.kind, self.lo, self.hi, self.lo_open = kind, lo, hi, lo_open
+        self.__name__ = kind.__name__  # argparse names the type in its messages
+
+    def describe(self) -> str:
+        def fmt(x: float) -> str:
+            return str(int(x)) if self.kind is int else f"{x:g}"
+
+        lo = "-inf" if self.lo is None else fmt(self.lo)
+        hi = "inf" if self.hi is None else fmt(self.hi)
+        return f"{'(' if self.lo_open else '['}{lo}, {hi}]"
+
+    def __call__(self, text: str) -> Any:
+        try:
+            value = self.kind(text)
+        except ValueError:
+            what = "an integer" if self.kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        import math
+
+        bad = not math.isfinite(value)
+        if self.lo is not None:
+            bad = bad or value < self.lo or (self.lo_open and value == self.lo)
+        if self.hi is not None:
+            bad = bad or value > self.hi
+        if bad:
+            raise argparse.ArgumentTypeError(f"{text} is not in {self.describe()}")
+        return value
+
+
+def count(lo: int = 0, hi: int = 1 << 40) -> Number:
+    """An integer option in ``[lo, hi]``."""
+    return Number(int, lo, hi)
+
+
+SEED = Number(int, 0, (1 << 63) - 1)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line (``spidrkit CMD: error: ...``), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 class _Option(argparse.Action):
@@ -255,7 +310,7 @@ def add_source_arguments(parser: argparse.ArgumentParser, *, one_layer: bool = F
     )
     parser.add_argument(
         "--hop-ms",
-        type=int,
+        type=count(10, 20),
         default=20,
         choices=[10, 20],
         help="frame step of the mfcc/logmel baselines (default 20, as the encoders)",
@@ -268,11 +323,13 @@ def add_source_arguments(parser: argparse.ArgumentParser, *, one_layer: bool = F
     add_device(parser)
     parser.add_argument(
         "--batch-seconds",
-        type=float,
+        type=Number(float, 0.0, 86400.0, lo_open=True),
         default=200.0,
         help="max padded audio seconds per batch (default 200)",
     )
-    parser.add_argument("--batch-items", type=int, default=64, help="max files per batch")
+    parser.add_argument(
+        "--batch-items", type=count(1, 1 << 20), default=64, help="max files per batch"
+    )
 
 
 def build_source(args: argparse.Namespace, layers: list[int] | None, device: Any) -> Any:
@@ -312,7 +369,7 @@ def add_threads(parser: argparse.ArgumentParser) -> None:
     """``--threads N`` of the long commands (into ``args.threads``)."""
     parser.add_argument(
         "--threads",
-        type=int,
+        type=count(1, 4096),
         default=None,
         metavar="N",
         help="CPU threads of torch (default: torch's, one per core; OMP_NUM_THREADS also works). "

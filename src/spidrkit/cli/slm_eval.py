@@ -30,6 +30,7 @@ from spidrkit.cli.options import (
     add_model,
     add_no_progress,
     add_out,
+    count,
     json_to_stdout,
     write_json_output,
 )
@@ -77,7 +78,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-dedup", action="store_true", help="keep repeated units (use if the LM saw them)"
     )
-    parser.add_argument("--max-tokens", type=int, default=32768, help="tokens per scoring batch")
+    parser.add_argument(
+        "--max-tokens", type=count(1, 1 << 28), default=32768, help="tokens per scoring batch"
+    )
     add_device(parser)
     add_no_progress(parser)
     add_json(parser, help="write the accuracies as JSON")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from spidrkit.cli.options import add_json, json_to_stdout, write_json_output
+from spidrkit.cli.options import Number, add_json, count, json_to_stdout, write_json_output
 
 HELP = "PNMI, purities, perplexity and bitrate of units against phone labels"
 
@@ -20,10 +20,24 @@ HELP = "PNMI, purities, perplexity and bitrate of units against phone labels"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("labels", help="phone labels JSONL (one phone per label frame)")
     parser.add_argument("units", help="units JSONL (audio, units, durations)")
-    parser.add_argument("--label-step", type=float, default=0.01, help="s per label (0.01)")
-    parser.add_argument("--unit-step", type=float, default=0.02, help="s per unit frame (0.02)")
-    parser.add_argument("--vocab-size", type=int, help="codebook size V (default: max unit + 1)")
-    parser.add_argument("--tolerance", type=int, default=2, help="max length mismatch (frames)")
+    parser.add_argument(
+        "--label-step",
+        type=Number(float, 0.0, 10.0, lo_open=True),
+        default=0.01,
+        help="s per label (0.01)",
+    )
+    parser.add_argument(
+        "--unit-step",
+        type=Number(float, 0.0, 10.0, lo_open=True),
+        default=0.02,
+        help="s per unit frame (0.02)",
+    )
+    parser.add_argument(
+        "--vocab-size", type=count(1, 1 << 20), help="codebook size V (default: max unit + 1)"
+    )
+    parser.add_argument(
+        "--tolerance", type=count(0, 1 << 20), default=2, help="max length mismatch (frames)"
+    )
     add_json(parser, help="write the metrics and the phone x unit counts as JSON")
 
 

@@ -18,6 +18,7 @@ import argparse
 
 from spidrkit.cli.options import add_no_progress, add_out, add_source_arguments, build_source
 from spidrkit.errors import ConfigError
+from spidrkit.utils.files import refuse_clobbering
 from spidrkit.utils.progress import progress
 
 HELP = "codebook or k-means units of audio/features, as JSONL (+ text)"
@@ -60,7 +61,11 @@ def run(args: argparse.Namespace) -> int:
         units_from_features,
     )
     from spidrkit.utils.device import resolve_device
+    from spidrkit.utils.provenance import features_folder_source, source_identity
 
+    refuse_clobbering(
+        {"--out": args.out, "--txt": args.txt}, [args.input, args.kmeans, args.features]
+    )
     dedup = not args.no_dedup
     show = not args.no_progress
     device = resolve_device(args.device)
@@ -70,6 +75,10 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("give either an audio input or --features, not both")
         if kmeans is None:
             raise ConfigError("units from --features need --kmeans (codebook units need audio)")
+        identity, layer = features_folder_source(args.features)
+        if args.layer is not None and layer is not None and args.layer != layer:
+            raise ConfigError(f"{args.features}: holds layer {layer} features, not {args.layer}")
+        kmeans.check_source(identity, layer if layer is not None else args.layer)
         files = list_features(args.features)
         stream = (
             (fid, load_features(p).to(device))
@@ -83,10 +92,9 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("give the layer with --layer (e.g. --layer 6)")
         items = list_audio(args.input, show_progress=show)
         if kmeans is not None:
-            source: CodebookUnits | KMeansUnits = KMeansUnits(
-                build_source(args, [args.layer] if args.layer is not None else None, device),
-                kmeans,
-            ).to(device)
+            feats = build_source(args, [args.layer] if args.layer is not None else None, device)
+            kmeans.check_source(source_identity(feats), feats.layers[0])
+            source: CodebookUnits | KMeansUnits = KMeansUnits(feats, kmeans).to(device)
         elif args.baseline:
             raise ConfigError("baselines have no codebooks: give --kmeans")
         elif not args.model:

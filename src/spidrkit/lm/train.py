@@ -25,9 +25,9 @@ from pathlib import Path
 
 import torch
 
-from spidrkit.config import to_dict
+from spidrkit.config import from_dict, to_dict
 from spidrkit.errors import CheckpointError, ConfigError, DataError
-from spidrkit.lm.config import LMTrainConfig, UnitLMConfig, model_config_from_dict
+from spidrkit.lm.config import LMTrainConfig, UnitLMConfig
 from spidrkit.lm.data import (
     LMBatches,
     UnitRecord,
@@ -44,6 +44,7 @@ from spidrkit.train.engine import Engine
 from spidrkit.train.monitor import MetricsLogger, format_postfix
 from spidrkit.train.optim import build_optimizer, build_scheduler
 from spidrkit.train.rundir import METRICS_NAME, run_folder, truncate_metrics
+from spidrkit.train.trainer import NonFiniteLossError
 from spidrkit.units.kmeans import KMeans
 from spidrkit.utils.files import atomic_write
 from spidrkit.utils.precision import autocast
@@ -76,7 +77,7 @@ def save_lm(path: str | Path, model: UnitLM, extra: dict | None = None) -> Path:
         "lm_config": dataclasses.asdict(model.cfg),
         **(extra or {}),
     }
-    with atomic_write(path, "wb") as f:
+    with atomic_write(path, "wb", digest=True) as f:
         torch.save(state, f)
     return Path(path)
 
@@ -102,11 +103,33 @@ def load_lm(path: str | Path, device: str | torch.device = "cpu") -> UnitLM:
         raise CheckpointError(
             f"{path}: not a unit-LM checkpoint (no 'lm_config'; made by lm-train?)"
         )
-    model = UnitLM(model_config_from_dict(state["lm_config"]))
+    lm_config = state["lm_config"]
+    if not isinstance(lm_config, dict):
+        raise CheckpointError(f"{path}: 'lm_config' is not a table")
+    try:
+        names = {f.name for f in dataclasses.fields(UnitLMConfig)}
+        cfg_lm = from_dict(UnitLMConfig, {k: v for k, v in lm_config.items() if k in names})
+    except ConfigError as exc:
+        problems = "; ".join(x.strip() for x in str(exc).splitlines()[1:])
+        raise CheckpointError(f"{path}: bad 'lm_config': {problems}") from None
+    model = UnitLM(cfg_lm)
     try:
         model.load_state_dict(state["model"])
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not match the saved LM config: {exc}") from None
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        first = str(exc).splitlines()[0][:300]
+        raise CheckpointError(
+            f"{path}: weights do not match the saved LM config: {first}"
+        ) from None
+    bad = [
+        n
+        for n, p in model.state_dict().items()
+        if p.is_floating_point() and not bool(torch.isfinite(p).all())
+    ]
+    if bad:
+        raise CheckpointError(
+            f"{path}: {len(bad)} weight tensor(s) hold NaN/inf (e.g. {bad[0]}); the run diverged: "
+            "use an earlier checkpoint"
+        )
     return model.to(device).eval()
 
 
@@ -293,6 +316,13 @@ def _train_lm(
                     )
                 engine.backward(loss * scale)
                 step_loss += loss.item()
+            if not math.isfinite(step_loss):  # before the update: no NaN reaches the weights
+                raise NonFiniteLossError(
+                    f"step {step + 1}: the unit LM's training loss is {step_loss} (non-finite); "
+                    f"nothing of this step was saved (last checkpoint: step "
+                    f"{step - step % run.save_interval}); lower optimizer.lr or use "
+                    "run.precision = 'fp32'"
+                )
             grad_norm = engine.clip(list(model.parameters()), cfg.optimizer.clip_norm)
             engine.step()
             step += 1
@@ -315,7 +345,12 @@ def _train_lm(
                 window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
             interval = cfg.validation.interval
             if (interval and step % interval == 0) or step == run.max_steps:
-                valid_loss, _ = evaluate(model, valid_batches, dist, engine.precision)
+                valid_loss, n_valid = evaluate(model, valid_batches, dist, engine.precision)
+                if n_valid and not math.isfinite(valid_loss):
+                    raise NonFiniteLossError(
+                        f"step {step}: the unit LM's validation loss is {valid_loss} "
+                        "(non-finite); lower optimizer.lr or use run.precision = 'fp32'"
+                    )
                 logger.log(
                     step, {"loss": valid_loss, "ppl": math.exp(min(valid_loss, 50.0))}, "valid"
                 )

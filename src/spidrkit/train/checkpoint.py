@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from spidrkit.errors import CheckpointError
+from spidrkit.models.checkpoint import read_torch_file
 from spidrkit.utils.files import atomic_write
 from spidrkit.utils.integrity import (
     DIGEST_SUFFIX,
@@ -222,13 +223,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     problem = verify_checkpoint(path)
     if problem is not None:
         raise CheckpointError(f"{path}: {problem}; use an earlier checkpoint")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # truncated zip, unpickling refused, ...
-        raise CheckpointError(
-            f"{path}: cannot load checkpoint ({type(exc).__name__}: {exc}); "
-            "delete it to resume from the previous one"
-        ) from None
+    # weights only; a refused pickle or a foreign file is one line naming it
+    state = read_torch_file(path, verify=False, map_location=map_location)
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path}: not a spidrkit/official checkpoint (no 'model' key)")
     return state

@@ -43,6 +43,7 @@ from spidrkit.models.spidr import DinoSR, SpidR
 from spidrkit.units.files import feature_path, save_features
 from spidrkit.utils.paths import inside
 from spidrkit.utils.progress import progress
+from spidrkit.utils.provenance import check_record, source_identity
 from spidrkit.utils.textfiles import check_finite_features
 
 log = logging.getLogger(__name__)
@@ -313,6 +314,16 @@ def extract_features(
     mine = shard(items, rank, world)
     todo = [it for it in mine if not all(p.exists() for p in paths(it).values())]
     skipped = len(mine) - len(todo)
+    # a finished file is only reused when this folder was made by the same source and options
+    wanted = {
+        "command": "extract",
+        **source_identity(source),
+        "layers": layers,
+        "format": fmt,
+        "dtype": str(dtype).removeprefix("torch."),
+    }
+    has_outputs = skipped > 0 or any(p.exists() for it in todo for p in paths(it).values())
+    check_record(out_dir, wanted, what="features", has_outputs=has_outputs)
     if skipped:
         log.info("skipping %d of %d files already extracted", skipped, len(mine))
     total_s = sum(it.num_samples for it in todo) / SAMPLE_RATE

@@ -41,15 +41,9 @@ def verify_checkpoint(path: str | Path) -> str | None:
     (older or foreign checkpoints) the zip directory and every record's CRC-32 are checked.
     """
     path = Path(path)
-    digest = digest_path(path)
     try:
-        if digest.is_file():
-            expected = digest.read_text(encoding="ascii", errors="replace").split()[:1]
-            if not expected or len(expected[0]) != 64:
-                return f"unreadable checksum file {digest.name}"
-            if file_sha256(path) != expected[0].lower():
-                return f"content does not match its SHA-256 in {digest.name} (corrupted)"
-            return None
+        if digest_path(path).is_file():
+            return verify_digest(path)
         with zipfile.ZipFile(path) as zf:
             if not zf.namelist():
                 return "empty checkpoint archive"
@@ -60,6 +54,20 @@ def verify_checkpoint(path: str | Path) -> str | None:
         return "truncated or not a checkpoint (no readable zip directory)"
     except (OSError, EOFError, zipfile.LargeZipFile, NotImplementedError, ValueError) as exc:
         return f"unreadable ({type(exc).__name__}: {exc})"
+    return None
+
+
+def verify_digest(path: str | Path) -> str | None:
+    """None when ``path`` has no ``.sha256`` beside it or matches it; else what is wrong (one
+    phrase). Any file written with ``atomic_write(..., digest=True)`` has one."""
+    digest = digest_path(path)
+    if not digest.is_file():
+        return None
+    expected = digest.read_bytes()[:200].decode("ascii", errors="replace").split()[:1]
+    if not expected or len(expected[0]) != 64:
+        return f"unreadable checksum file {digest.name}"
+    if file_sha256(path) != expected[0].lower():
+        return f"content does not match its SHA-256 in {digest.name} (corrupted)"
     return None
 
 
@@ -77,3 +85,6 @@ class HashingWriter:
 
     def flush(self) -> None:
         self.f.flush()
+
+    def fileno(self) -> int:
+        return int(self.f.fileno())
