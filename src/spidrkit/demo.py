@@ -37,6 +37,9 @@ class DemoPlan:
     warmup_fraction: float = 2 / 3
     """Share of the steps whose targets are MFCC codes (then SpidR self-distillation)."""
     warmup_unmasked_weight: float = 1.0
+    warmup_regression_weight: float = 1.0
+    """Also regress the target view's MFCC frames during the warm-up (the realistic-corpus study:
+    best-layer dev ABX 20.8 % instead of 33.3 % within speaker at 1200 steps, seed 0)."""
     kmeans_k: int = 64
     lm_steps: int = 400
     seed: int = 0
@@ -115,6 +118,7 @@ def pretrain_config(plan: DemoPlan, corpus: Path, out: Path) -> dict[str, Any]:
             "warmup_targets": "mfcc" if plan.warmup_fraction > 0 else "none",
             "warmup_target_steps": round(plan.warmup_fraction * plan.train_steps),
             "warmup_unmasked_weight": plan.warmup_unmasked_weight,
+            "warmup_regression_weight": plan.warmup_regression_weight,
             "num_codebooks": min(3, plan.num_layers),
             "encoder_attention_dropout": 0.0,
             "encoder_dropout": 0.05,
