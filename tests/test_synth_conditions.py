@@ -158,3 +158,20 @@ def test_realistic_corpus_is_deterministic(realistic_tiny, tmp_path):
     a = (realistic_tiny / "SHA256SUMS").read_text()
     b = (again / "SHA256SUMS").read_text()
     assert a == b
+
+
+def test_demo_refuses_a_stage_folder_of_another_seed(tmp_path):
+    from spidrkit.demo import _claim_stage
+    from spidrkit.errors import SpidrkitError
+
+    folder = tmp_path / "pretrain"
+    _claim_stage(folder, {"stage": "pretrain", "seed": 0, "config": "a"})
+    (folder / "metrics.jsonl").write_text("{}\n")
+    _claim_stage(folder, {"stage": "pretrain", "seed": 0, "config": "a"})  # the same: reused
+    with pytest.raises(SpidrkitError, match="seed: 0 -> 1"):
+        _claim_stage(folder, {"stage": "pretrain", "seed": 1, "config": "a"})
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "checkpoint_00001200.pt").write_bytes(b"x")
+    with pytest.raises(SpidrkitError, match="without a record"):
+        _claim_stage(old, {"stage": "pretrain", "seed": 0, "config": "a"})

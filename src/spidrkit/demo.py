@@ -228,7 +228,7 @@ def run_demo(
     _claim_stage(train_dir, {"stage": "pretrain", "seed": plan.seed, "config": train_text})
     _claim_stage(ev / "untrained", {"stage": "untrained", "seed": plan.seed, "config": train_text})
     train_toml.write_text(train_text)
-    run("2. pretrain SpidR", ["train", str(train_toml)])
+    run("2. pretrain SpidR", ["train", str(train_toml)] + quiet)
     from spidrkit.train.checkpoint import find_latest_checkpoint
 
     ckpt = find_latest_checkpoint(train_dir / "checkpoints")
