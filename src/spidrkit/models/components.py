@@ -57,6 +57,7 @@ class ConvBlock(nn.Module):
         if (
             torch.is_grad_enabled()
             and (x.requires_grad or conv.weight.requires_grad)
+            and conv.in_channels > 1  # from the waveform, oneDNN's own backward is faster
             and not torch.is_autocast_enabled(x.device.type)
         ):
             x = _TimeMajorConv.apply(x, conv.weight, conv.bias, conv.stride[0])  # [B, T, C]
