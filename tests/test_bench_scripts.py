@@ -105,3 +105,14 @@ def test_train_step_against_a_commit(tmp_path):
     assert cells[3].endswith(")") and "x (" in cells[3]
     here, there = (float(v) for v in cells[4].split(" / "))
     assert here == pytest.approx(there, rel=1e-5)
+
+
+def test_loader_bench_reports_every_format(tmp_path):
+    out = run(
+        ["bench/loader.py", "--seconds", "4", "--repeats", "1", "--max-batch-samples", "200000"]
+        + ["--workdir", str(tmp_path)]
+    )
+    for source in ("WAV 16 kHz", "FLAC 16 kHz", "WAV 44.1 kHz", "FLAC 44.1 kHz"):
+        row = next(line for line in out.splitlines() if line.startswith(f"| {source} |"))
+        rate, batches, workers = (c.strip() for c in row.strip("|").split("|")[1:4])
+        assert float(rate) > 0 and int(batches) >= 1 and int(workers) >= 1
