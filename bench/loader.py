@@ -9,7 +9,7 @@ in the main process with one torch/numpy thread, which is what one DataLoader wo
 with one core; workers for a target rate = ceil(target / per-worker rate). ``--workers N`` also
 times a real multi-process DataLoader (on a machine with at least N free cores).
 
-    python bench/loader.py                                  # 4 formats, 120 s of audio each
+    python bench/loader.py                                  # 4 formats, 300 s of audio each
     python bench/loader.py --seconds 600 --target 1700 --workers 2
 
 1,700 audio-s/s is the rate of one GPU in the paper's recipe (400k steps of 16 x 237 s in 15 h on
@@ -68,8 +68,12 @@ def write_corpus(root: Path, fmt: str, sr: int, total_seconds: float, seed: int 
     return manifest
 
 
-def per_worker_rate(manifest: Path, cfg: DataConfig, masking: MaskingConfig) -> tuple[float, int]:
-    """(audio-s/s, batches) of one epoch built in this process (= one worker)."""
+def per_worker_rate(
+    manifest: Path, cfg: DataConfig, masking: MaskingConfig
+) -> tuple[float, float, int]:
+    """(delivered audio-s/s, decoded audio-s/s, batches) of one epoch built in this process (= one
+    worker). Delivered = the samples of the batches (crop mode keeps each batch's shortest length);
+    decoded = the whole files read for them."""
     m = read_manifest(manifest)
     sampler = BucketBatchSampler(
         m.num_samples,
@@ -81,13 +85,15 @@ def per_worker_rate(manifest: Path, cfg: DataConfig, masking: MaskingConfig) -> 
         epoch=0,
     )
     dataset = AudioDataset(m, cfg, masking, seed=0)
-    samples, t0 = 0, time.perf_counter()
+    samples, decoded, t0 = 0, 0, time.perf_counter()
     batches = 0
     for key in sampler:
         batch = dataset.load_batch(key)
         samples += batch.waveforms.numel()
+        decoded += int(sum(m.num_samples[i] for i in key.indices))
         batches += 1
-    return samples / 16000 / (time.perf_counter() - t0), batches
+    seconds = time.perf_counter() - t0
+    return samples / 16000 / seconds, decoded / 16000 / seconds, batches
 
 
 def loader_rate(manifest: Path, cfg: DataConfig, masking: MaskingConfig) -> float:
@@ -103,11 +109,12 @@ def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--seconds", type=float, default=120.0, help="audio per format corpus")
+    p.add_argument("--seconds", type=float, default=300.0, help="audio per format corpus")
     p.add_argument("--repeats", type=int, default=3, help="epochs timed per format (median)")
     p.add_argument("--target", type=float, default=1700.0, help="audio-s/s one GPU needs")
     p.add_argument("--workers", type=int, default=0, help="also time a DataLoader with N workers")
     p.add_argument("--max-batch-samples", type=int, default=3_800_000)
+    p.add_argument("--buckets", type=int, default=50, help="length buckets (crop mode)")
     p.add_argument("--workdir", type=Path, default=None, help="keep the corpora here")
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -116,7 +123,7 @@ def main() -> None:
         max_batch_samples=args.max_batch_samples,
         min_sample_size=2000,
         max_sample_size=320_000,
-        num_buckets=20,
+        num_buckets=args.buckets,
         batch_mode="crop",
         num_workers=args.workers,
     )
@@ -132,9 +139,10 @@ def main() -> None:
             manifest = write_corpus(root / f"{fmt.lower()}{sr}", fmt, sr, args.seconds)
             per_worker_rate(manifest, cfg, masking)  # warm the page cache
             runs = [per_worker_rate(manifest, cfg, masking) for _ in range(args.repeats)]
-            rate = statistics.median(r for r, _ in runs)
+            rate = statistics.median(r for r, _, _ in runs)
+            decoded = statistics.median(d for _, d, _ in runs)
             multi = loader_rate(manifest, cfg, masking) if args.workers else None
-            rows.append((fmt, sr, rate, runs[0][1], multi))
+            rows.append((fmt, sr, rate, decoded, runs[0][2], multi))
             print(f"  {fmt} {sr} Hz: {rate:.0f} audio-s/s per worker", file=sys.stderr)
     print(
         f"\n{args.seconds:g} s of audio per corpus (2-15 s utterances), crop batches of at most "
@@ -143,12 +151,14 @@ def main() -> None:
     head = (
         "| source | audio-s/s per worker | batches | workers for " + f"{args.target:g} audio-s/s |"
     )
+    head += " decoded audio-s/s |"
     if args.workers:
         head += f" DataLoader, {args.workers} workers (audio-s/s) |"
     print(head)
-    print("|---|---|---|---|" + ("---|" if args.workers else ""))
-    for fmt, sr, rate, batches, multi in rows:
+    print("|---|---|---|---|---|" + ("---|" if args.workers else ""))
+    for fmt, sr, rate, decoded, batches, multi in rows:
         line = f"| {fmt} {sr / 1000:g} kHz | {rate:.0f} | {batches} | {math.ceil(args.target / rate)} |"
+        line += f" {decoded:.0f} |"
         if multi is not None:
             line += f" {multi:.0f} |"
         print(line)

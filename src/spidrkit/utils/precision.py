@@ -7,9 +7,10 @@ Used by pretraining (``run.precision``), the unit LM (``run.precision``) and inf
 - ``bf16``: ``torch.autocast`` to bfloat16 (the official recipe); on a CPU without native bf16
   arithmetic (:func:`cpu_bf16_native`) it runs emulated and slowly, with a warning;
 - ``fp16``: autocast to float16 (training adds a GradScaler, :mod:`spidrkit.train.engine`);
-- ``auto``: ``bf16`` on a CUDA device that supports it, ``fp32`` elsewhere, CPUs included: on a CPU
-  with native bf16 (AVX512-BF16) the measured pretraining step under bf16 autocast was not faster
-  than fp32 (docs/benchmarks.md, "Training"), so ``auto`` does not pick it there.
+- ``auto``: ``bf16`` on a CUDA device that supports it, ``fp32`` elsewhere, CPUs included. On a CPU
+  with native bf16 (AVX512-BF16) bf16 autocast measured ~1.7x faster than fp32 for the demo-size
+  pretraining step (docs/benchmarks.md, "Training"), but ``auto`` would then also change the
+  numbers of inference and of the unit LM on such CPUs; ask for ``bf16`` explicitly to use it.
 """
 
 from __future__ import annotations
