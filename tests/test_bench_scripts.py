@@ -87,3 +87,32 @@ def test_pretrain_study_rows_resume_and_table(tmp_path):
     assert len((tmp_path / "s" / "results.jsonl").read_text().splitlines()) == 2
     table = run(["bench/pretrain_study.py", "--out", str(tmp_path / "s"), "--table"])
     assert "| small (6 steps) | 2 |" in table
+
+
+def test_train_step_against_a_commit(tmp_path):
+    """--against HEAD: both sides build the same model from the same seed, so the first losses are
+    equal; the table has one row per config and a ratio with its spread."""
+    if subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True
+    ).returncode:
+        pytest.skip("not a git checkout")
+    out = run(
+        ["bench/train_step.py", "--against", "HEAD", "--configs", "tiny", "--rounds", "2"]
+        + ["--steps", "1", "--warmup", "1", "--threads", "1", "--seconds", "1"]
+    )
+    row = next(line for line in out.splitlines() if line.startswith("| tiny |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[3].endswith(")") and "x (" in cells[3]
+    here, there = (float(v) for v in cells[4].split(" / "))
+    assert here == pytest.approx(there, rel=1e-5)
+
+
+def test_loader_bench_reports_every_format(tmp_path):
+    out = run(
+        ["bench/loader.py", "--seconds", "4", "--repeats", "1", "--max-batch-samples", "200000"]
+        + ["--workdir", str(tmp_path)]
+    )
+    for source in ("WAV 16 kHz", "FLAC 16 kHz", "WAV 44.1 kHz", "FLAC 44.1 kHz"):
+        row = next(line for line in out.splitlines() if line.startswith(f"| {source} |"))
+        rate, batches, workers = (c.strip() for c in row.strip("|").split("|")[1:4])
+        assert float(rate) > 0 and int(batches) >= 1 and int(workers) >= 1

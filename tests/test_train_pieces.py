@@ -225,3 +225,38 @@ def test_read_metrics_keeps_the_last_line_of_a_step_and_names_bad_lines(tmp_path
     path.write_text(path.read_text() + "{not json\n")
     with pytest.raises(DataError, match=r"metrics.jsonl:5: not a JSON line"):
         monitor.read_metrics(path)
+
+
+def test_time_major_conv_matches_conv1d_in_value_and_gradients():
+    """The training path of the conv front end (weight gradient as one matrix product) computes
+    the same convolution and gradients as Conv1d, with and without bias, kernel == stride or not."""
+    from spidrkit.models.components import _TimeMajorConv
+
+    torch.manual_seed(0)
+    for c_in, c_out, kernel, stride, bias in [
+        (3, 4, 3, 2, True),
+        (1, 5, 10, 5, False),
+        (3, 4, 2, 2, True),
+    ]:
+        x = torch.randn(2, 41, c_in, dtype=torch.float64, requires_grad=True)
+        w = torch.randn(c_out, c_in, kernel, dtype=torch.float64, requires_grad=True)
+        b = torch.randn(c_out, dtype=torch.float64, requires_grad=True) if bias else None
+        inputs = (x, w) + ((b,) if b is not None else ())
+        assert torch.autograd.gradcheck(
+            lambda x, w, *b, s=stride: _TimeMajorConv.apply(x, w, b[0] if b else None, s), inputs
+        )
+        ref = torch.nn.functional.conv1d(x.transpose(1, 2), w, b, stride=stride).transpose(1, 2)
+        torch.testing.assert_close(_TimeMajorConv.apply(x, w, b, stride), ref)
+
+
+def test_precision_auto_stays_fp32_on_cpu_and_emulated_bf16_warns(monkeypatch, caplog):
+    from spidrkit.utils import precision
+
+    cpu = torch.device("cpu")
+    assert precision.resolve_precision("auto", cpu) == "fp32"  # bf16 measured no faster on CPU
+    assert isinstance(precision.cpu_bf16_native(), bool)
+    monkeypatch.setattr(precision, "cpu_bf16_native", lambda: False)
+    precision._warn_emulated.cache_clear()
+    with caplog.at_level("WARNING", logger="spidrkit.utils.precision"):
+        assert precision.resolve_precision("bf16", cpu, "run.precision") == "bf16"
+    assert "run.precision = 'bf16'" in caplog.text and "emulated" in caplog.text

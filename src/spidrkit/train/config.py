@@ -116,14 +116,14 @@ class RunConfig:
 class OptimizerConfig:
     """AdamW and its learning-rate schedule (official recipe in brackets).
 
-    lr [5e-4], betas [(0.9, 0.95)], eps [1e-6], weight_decay [0.01]: AdamW (fused on CUDA).
+    lr [5e-4], betas [(0.9, 0.95)], eps [1e-6], weight_decay [0.01]: AdamW (fused on CUDA and CPU).
     clip_norm: clip the global gradient norm to this (0 disables) [10.0].
     scheduler: "tristage" (official), "cosine" or "constant" [tristage].
     warmup_steps [12_000], hold_steps [188_000], decay_steps [200_000]: tri-stage phases;
         cosine uses warmup_steps and decays until run.max_steps; constant uses warmup_steps.
     init_lr_scale: warm-up starts at this fraction of lr [0.01].
     final_lr_scale: decay ends at this fraction of lr [0.01].
-    fused: force fused AdamW on/off; None = fused exactly when training on CUDA [None].
+    fused: force fused AdamW on/off; None = fused on CUDA and CPU [None].
     """
 
     RANGES: ClassVar[dict[str, Range]] = {

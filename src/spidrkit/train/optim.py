@@ -1,6 +1,7 @@
 """Optimizer, LR scheduler, gradient clipping and the trainable-parameter set.
 
-- :func:`build_optimizer`: AdamW over the parameters a model trains at step 0 (fused on CUDA).
+- :func:`build_optimizer`: AdamW over the parameters a model trains at step 0 (fused on CUDA and CPU:
+  one pass over each tensor instead of about eight, ~3x faster on CPU; same maths, float rounding).
 - :func:`sync_trainable`: make ``requires_grad`` follow ``model.trainable_named_parameters(step)``.
   Parameters that stop training (the extractor after ``freeze_step``) stay in the optimizer but get
   no gradient, and AdamW skips parameters whose ``grad`` is None (no update, no weight decay), which is
@@ -51,7 +52,7 @@ def build_optimizer(
     params = [p for n, p in model.named_parameters() if n in names]
     if not params:
         raise ConfigError("the model has no trainable parameters")
-    fused = cfg.fused if cfg.fused is not None else device.type == "cuda"
+    fused = cfg.fused if cfg.fused is not None else device.type in ("cuda", "cpu")
     if fused and device.type not in ("cuda", "cpu"):
         fused = False
     return torch.optim.AdamW(
