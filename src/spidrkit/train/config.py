@@ -52,7 +52,18 @@ class RunConfig:
     save_interval: steps between checkpoints (one is always written at the end) [10_000].
     keep_last: checkpoints kept (older ones are deleted; 0 keeps all) [3].
     resume: continue from the newest complete checkpoint in ``output_dir`` if there is one [True].
-    init_checkpoint: start from these model weights (official ``{"model": ...}`` file) [none].
+    init_checkpoint: start from a pretrained model (continued pretraining, adaptation): a preset
+        with published weights (``spidr_base``, ...), an official/spidrkit checkpoint, a model
+        folder, a ``.safetensors`` file or a fairseq DinoSR checkpoint. The ``[model]`` section then
+        comes from the checkpoint (keys given override its training controls; architecture keys
+        must agree); the optimizer and LR schedule start fresh (:mod:`spidrkit.train.adapt`) [none].
+    init_teacher: "checkpoint" (the checkpoint's teacher) or "student" (a copy of its student)
+        [checkpoint].
+    init_codebooks: "checkpoint" (its codebooks) or "kmeans" (k-means of the teacher's layer
+        outputs on ``init_kmeans_seconds`` of the training audio) [checkpoint].
+    init_kmeans_seconds: audio sampled for ``init_codebooks = "kmeans"`` [600].
+    freeze_extractor: never train the feature extractor and its projection [False].
+    freeze_layers: never train the first N student encoder layers [0].
     tensorboard: write TensorBoard event files (needs the ``train`` extra) [True].
     wandb_project / wandb_name: log to Weights & Biases too (needs the ``wandb`` extra) [off].
     max_nonfinite_steps: stop with an error after this many non-finite losses in a row [20].
@@ -73,6 +84,11 @@ class RunConfig:
     keep_last: int = 3
     resume: bool = True
     init_checkpoint: str | None = None
+    init_teacher: Literal["checkpoint", "student"] = "checkpoint"
+    init_codebooks: Literal["checkpoint", "kmeans"] = "checkpoint"
+    init_kmeans_seconds: float = 600.0
+    freeze_extractor: bool = False
+    freeze_layers: int = 0
     tensorboard: bool = True
     wandb_project: str | None = None
     wandb_name: str | None = None
@@ -91,6 +107,17 @@ class RunConfig:
             errors.append(f"keep_last: {self.keep_last} must be >= 0 (0 keeps every checkpoint)")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             errors.append(f"device: {self.device!r} is not auto, cpu, cuda or cuda:N")
+        if self.freeze_layers < 0:
+            errors.append(f"freeze_layers: {self.freeze_layers} must be >= 0")
+        if self.init_kmeans_seconds <= 0:
+            errors.append(f"init_kmeans_seconds: {self.init_kmeans_seconds} must be > 0")
+        if not self.init_checkpoint:
+            for name, default in (("init_teacher", "checkpoint"), ("init_codebooks", "checkpoint")):
+                if getattr(self, name) != default:
+                    errors.append(
+                        f"{name}: {getattr(self, name)!r} needs run.init_checkpoint "
+                        "(spidrkit train CONFIG --init CKPT_OR_PRESET)"
+                    )
         if not 0.0 <= self.collapse_min_active <= 1.0:
             errors.append(f"collapse_min_active: {self.collapse_min_active} is not in [0, 1]")
         return errors
@@ -214,8 +241,15 @@ def _shortcut_lists(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def train_config_from_dict(data: dict[str, Any], overrides: list[str] | None = None) -> TrainConfig:
-    """Build a :class:`TrainConfig` from nested dicts; every problem is reported at once."""
+    """Build a :class:`TrainConfig` from nested dicts; every problem is reported at once.
+
+    With ``run.init_checkpoint``, ``[model]`` and ``run.model_type`` come from that checkpoint
+    (:func:`spidrkit.train.adapt.resolve_init_config`; a config that does not fit it is one error).
+    """
     data = _shortcut_lists(apply_overrides(data, overrides))
+    from spidrkit.train.adapt import resolve_init_config
+
+    data = resolve_init_config(data)
     unknown = sorted(set(data) - {f.name for f in dataclasses.fields(TrainConfig)})
     errors = [
         f"{k}: unknown section (known: data, masking, model, optimizer, run, validation)"
@@ -265,6 +299,11 @@ def _cross_checks(base: _Sections, model: SpidRConfig | DinoSRConfig) -> list[st
         need = min_samples_for_one_frame(model)
     except (TypeError, ValueError):  # a malformed conv config is reported by its own check
         return errors
+    if base.run.freeze_layers > model.encoder_num_layers:
+        errors.append(
+            f"run.freeze_layers: {base.run.freeze_layers} is more than the model's "
+            f"{model.encoder_num_layers} encoder layers"
+        )
     if base.data.min_sample_size < need:
         errors.append(
             f"data.min_sample_size: {base.data.min_sample_size} samples is shorter than the "
