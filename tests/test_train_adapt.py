@@ -18,6 +18,7 @@ from spidrkit.train import checkpoint as ckpt
 from spidrkit.train.config import load_train_config
 from spidrkit.train.loop import fit
 from spidrkit.train.trainer import KILL_ENV, Trainer
+from test_train_loop import _assert_same, _run_cli
 from train_helpers import REPO, TINY_TOML, make_corpus, tiny_overrides
 
 ADAPT_TOML = REPO / "src" / "spidrkit" / "configs" / "adapt.toml"
@@ -197,26 +198,6 @@ def test_kmeans_codebooks_fit_the_new_data(corpus, source, tmp_path):
 # ------------------------------------------------------------------------------------- resume
 
 
-def _run_cli(args, env_extra=None, check=True):
-    import os
-    import subprocess
-    import sys
-
-    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
-    env.pop(KILL_ENV, None)
-    env.update(env_extra or {})
-    proc = subprocess.run(
-        [sys.executable, "-m", "spidrkit.cli.main", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if check:
-        assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
-
-
 def test_adaptation_resumes_bitwise_after_a_kill(corpus, source, tmp_path):
     """The shipped recipe through the CLI (k-means codebooks, a frozen extractor): killed after
     step 3, resumed to step 6, equal bit for bit to an uninterrupted run; both record the start."""
@@ -236,9 +217,8 @@ def test_adaptation_resumes_bitwise_after_a_kill(corpus, source, tmp_path):
     final = ckpt.find_latest_checkpoint(tmp_path / "killed" / "checkpoints")
     assert final.name == straight.name == "checkpoint_00000006.pt"
     a, b = ckpt.load_checkpoint(straight), ckpt.load_checkpoint(final)
-    assert a["model"].keys() == b["model"].keys()
-    for key in a["model"]:
-        assert torch.equal(a["model"][key], b["model"][key]), key
+    _assert_same(a["model"], b["model"])
+    assert a["sampler"] == b["sampler"] and a["scheduler"] == b["scheduler"]
     digest = hashlib.sha256(Path(source).read_bytes()).hexdigest()
     assert a["init"]["sha256"] == b["init"]["sha256"] == digest
     assert b["init"]["source"] == str(source) and b["init"]["format"] == "spidrkit"
@@ -251,18 +231,19 @@ def test_adaptation_resumes_bitwise_after_a_kill(corpus, source, tmp_path):
 def server(tmp_path):
     root = tmp_path / "www"
     root.mkdir()
+    hits: list[str] = []
 
     class Handler(http.server.SimpleHTTPRequestHandler):
         def __init__(self, *a, **k):
             super().__init__(*a, directory=str(root), **k)
 
         def log_message(self, *_):
-            pass
+            hits.append(self.path)
 
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}", root
+    yield f"http://127.0.0.1:{httpd.server_port}", root, hits
     httpd.shutdown()
 
 
@@ -272,7 +253,7 @@ def test_init_from_a_preset_downloads_once_from_a_local_server(
     from spidrkit.models import presets
     from spidrkit.models.checkpoint import load_model, save_model
 
-    url, root = server
+    url, root, hits = server
     model = load_model(source)
     save_model(model, root / "local_tiny.pt", write_config_json=False)
     digest = hashlib.sha256((root / "local_tiny.pt").read_bytes()).hexdigest()
@@ -285,7 +266,9 @@ def test_init_from_a_preset_downloads_once_from_a_local_server(
     )
     trainer = Trainer(_adapt_cfg(corpus, tmp_path / "a", "local_tiny"))
     assert (tmp_path / "cache" / "local_tiny.pt").is_file()
-    assert trainer.init_record["source"] == "local_tiny"
+    assert trainer.init_record["source"] == "local_tiny" and len(hits) == 1
+    Trainer(_adapt_cfg(corpus, tmp_path / "b", "local_tiny"))  # from the cache
+    assert len(hits) == 1
     assert trainer.init_record["sha256"] == digest
     own = trainer.model.state_dict()
     assert torch.equal(
