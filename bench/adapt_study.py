@@ -14,8 +14,8 @@ study is run again. ``--table`` prints the Markdown tables of docs/training.md.
         --target data/target --out runs/adapt_study --minutes 10 60 --seeds 0 1 2 --threads 2
     python bench/adapt_study.py --out runs/adapt_study --table
 
-Runs one at a time (``--lock FILE``: each training or ABX command holds an exclusive lock on FILE,
-for machines shared with other jobs); the training minutes count from when the lock is held.
+Runs one at a time (``--lock FILE``: each run, its training and its ABX, holds an exclusive lock on
+FILE, for machines shared with other jobs); the training minutes count from when the lock is held.
 """
 
 from __future__ import annotations
@@ -50,15 +50,14 @@ def held(lock: str | None) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def run(cmd: list[str], lock: str | None, log: Path) -> float:
-    """Run a spidrkit command (under the lock); returns its minutes; output appended to ``log``."""
-    with held(lock):
-        start = time.perf_counter()
-        with open(log, "a") as f:
-            f.write("$ " + " ".join(cmd) + "\n")
-            f.flush()
-            proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT)
-        minutes = (time.perf_counter() - start) / 60
+def run(cmd: list[str], log: Path) -> float:
+    """Run a spidrkit command; returns its minutes; output appended to ``log``."""
+    start = time.perf_counter()
+    with open(log, "a") as f:
+        f.write("$ " + " ".join(cmd) + "\n")
+        f.flush()
+        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT)
+    minutes = (time.perf_counter() - start) / 60
     if proc.returncode != 0:
         raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}; see {log}")
     return minutes
@@ -122,7 +121,7 @@ def abx(ckpt: Path, target: Path, layers: str, out: Path, args: argparse.Namespa
         "--threads",
         str(args.threads),
     ]
-    run(cmd, args.lock, args.out / "log.txt")
+    run(cmd, args.out / "log.txt")
     res: dict[str, dict[int, float]] = {"within": {}, "across": {}}
     for r in read_results_json(out):
         res[r.config.speaker][int(r.layer or 0)] = 100 * r.error
@@ -135,7 +134,7 @@ def train(sets: list[str], recipe: str, init: Path | None, out: Path, args: argp
         cmd += ["--init", str(init)]
     for s in [*sets, f"run.output_dir={json.dumps(str(out))}", "run.tensorboard=false"]:
         cmd += ["--set", s]
-    minutes = run(cmd, args.lock, args.out / "log.txt")
+    minutes = run(cmd, args.out / "log.txt")
     from spidrkit.train.checkpoint import find_latest_checkpoint
 
     ckpt = find_latest_checkpoint(out / "checkpoints")
@@ -161,7 +160,8 @@ def study(args: argparse.Namespace) -> None:
         print(json.dumps(row), flush=True)
 
     if "unadapted" not in done:
-        res = abx(args.source, args.target, layers, out / "abx_unadapted.json", args)
+        with held(args.lock):
+            res = abx(args.source, args.target, layers, out / "abx_unadapted.json", args)
         record({"name": "unadapted", "condition": "unadapted", "minutes": 0, "seed": None, **res})
     for minutes in args.minutes:
         manifest = subset_manifest(
@@ -169,19 +169,20 @@ def study(args: argparse.Namespace) -> None:
         )
         data = [f"data.train_manifests={json.dumps(str(manifest))}"]
         for seed in args.seeds:
-            for condition in args.conditions:
+            for kind in args.conditions:
+                condition = args.adapt_name if kind == "adapt" else kind
                 name = f"{condition}_{minutes:g}min_s{seed}"
                 if name in done:
                     continue
                 sets = [*data, f"run.seed={seed}"]
-                if condition == "adapt":
-                    sets += [f"run.max_steps={args.steps}", *args.adapt_set]
-                    ckpt, train_min = train(sets, "adapt", args.source, out / name, args)
-                else:
-                    ckpt, train_min = train(
-                        sets + scratch_sets(args.steps), "small", None, out / name, args
-                    )
-                res = abx(ckpt, args.target, layers, out / f"abx_{name}.json", args)
+                with held(args.lock):  # one run = its training and its ABX
+                    if kind == "adapt":
+                        sets += [f"run.max_steps={args.steps}", *args.adapt_set]
+                        ckpt, train_min = train(sets, "adapt", args.source, out / name, args)
+                    else:
+                        sets += scratch_sets(args.steps)
+                        ckpt, train_min = train(sets, "small", None, out / name, args)
+                    res = abx(ckpt, args.target, layers, out / f"abx_{name}.json", args)
                 record(
                     {
                         "name": name,
@@ -246,6 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=300, help="training steps of every run [300]")
     p.add_argument(
         "--adapt-set", action="append", default=[], help="extra --set for the adapt runs"
+    )
+    p.add_argument(
+        "--adapt-name",
+        default="adapt",
+        help="label of the adapt runs (to compare variants given by --adapt-set) [adapt]",
     )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--lock", default=None, help="hold an exclusive lock on this file per command")

@@ -110,6 +110,9 @@ class Trainer:
         model.to(self.device)
         if init_src is not None and cfg.run.init_codebooks == "kmeans":
             adapt.init_codebooks_from_data(model, cfg)
+            if dist_utils.is_initialized():  # every rank holds rank 0's codebooks
+                for buf in model.codebooks.buffers():
+                    torch.distributed.broadcast(buf, 0)
         self.step = 0
         """Optimizer steps taken."""
         self.epoch = 0
