@@ -15,7 +15,9 @@ def test_quick_demo_runs_every_stage(tmp_path) -> None:
 
     assert main(["demo", "--plan", "quick", "--out", str(tmp_path), "--no-progress"]) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert set(summary["abx"]["SpidR"]) == {"1", "2", "3", "4"}
+    assert set(summary["abx"]["SpidR"]["within"]) == {"1", "2", "3", "4"}
+    assert set(summary["abx"]["SpidR"]["across"]) == {"1", "2", "3", "4"}
+    assert set(summary["abx"]["MFCC"]) == {"within", "across"}
     assert 0.0 <= summary["unit_quality"]["pnmi"] <= 1.0
     assert (tmp_path / "eval" / "abx_layers.png").stat().st_size > 1000
     assert (tmp_path / "eval" / "phone_unit.png").stat().st_size > 1000

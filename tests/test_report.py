@@ -150,3 +150,32 @@ def test_codebook_size_from_a_training_folder_config(tmp_path):
         json.dumps({"run": {}, "model": {"codebook_size": 64}})
     )
     assert "of V = 64" in write_report(train_dir, tmp_path / "t.html").read_text()
+
+
+def _abx(error, speaker, label, layer=None):
+    cfg = ABXConfig(speaker=speaker)
+    return ABXResult(
+        error=error, config=cfg, n_items=9, n_cells=3, n_triplets=20, label=label, layer=layer
+    )
+
+
+@pytest.mark.parametrize(
+    "across_error, verdict", [(0.15, "beats every reference"), (0.3, "does not beat")]
+)
+def test_difficulty_table_within_and_across(tmp_path, across_error, verdict):
+    """The report says, per speaker mode, whether the trained model beats MFCC and the untrained
+    model, and the ABX figure has one panel per mode."""
+    _fake_run(tmp_path, collapsed=False)
+    ev = tmp_path / "eval"
+    write_results_json(
+        [_abx(0.05, "within", "SpidR", 1), _abx(across_error, "across", "SpidR", 1)],
+        ev / "abx_spidr.json",
+    )
+    write_results_json(
+        [_abx(0.08, "within", "MFCC", 0), _abx(0.2, "across", "MFCC", 0)], ev / "abx_mfcc.json"
+    )
+    page = write_report(tmp_path).read_text()
+    assert "within speaker: <b>SpidR</b> 5.00 % vs MFCC 8.00 %" in page
+    across = page.split("across speaker: <b>SpidR</b>")[1].split("<br>")[0].split("</p>")[0]
+    assert verdict in across
+    assert "best ABX error %" in page

@@ -43,6 +43,9 @@ class DemoPlan:
     """Pretraining and k-means seed (``spidrkit demo --seed N``)."""
     corpus_seed: int = 0
     """The synthetic corpus's seed: kept apart so that runs of several seeds share one corpus."""
+    target_view: bool = True
+    """When the corpus has a clean view of train (realistic presets), the teacher and the warm-up
+    targets read it while the students read the recorded audio."""
 
 
 PLANS = {
@@ -64,7 +67,8 @@ class DemoResult:
 
     out: Path
     checkpoint: Path
-    abx: dict[str, dict[int, float]] = field(default_factory=dict)
+    abx: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)
+    """{"SpidR" | "untrained" | "MFCC": {"within" | "across": {layer: error}}} (MFCC: layer 0)."""
     best_layer: int = 0
     unit_quality: dict[str, float] = field(default_factory=dict)
     slm: dict[str, Any] = field(default_factory=dict)
@@ -90,6 +94,9 @@ def pretrain_config(plan: DemoPlan, corpus: Path, out: Path) -> dict[str, Any]:
         "data": {
             "train_manifests": [str(corpus / "train" / "manifest.csv")],
             "valid_manifests": [str(corpus / "dev" / "manifest.csv")],
+            "target_manifests": [str(corpus / "train" / "clean_manifest.csv")]
+            if plan.target_view and (corpus / "train" / "clean_manifest.csv").is_file()
+            else [],
             "max_batch_samples": 160_000,
             "min_sample_size": 8000,
             "max_sample_size": 64_000,
@@ -234,6 +241,8 @@ def run_demo(
             layers,
             "--manifest",
             str(corpus / "dev" / "manifest.csv"),
+            "--speaker",
+            "within,across",
             "--label",
             "untrained (random init)",
             "--json",
@@ -254,6 +263,8 @@ def run_demo(
             layers,
             "--manifest",
             str(corpus / "dev" / "manifest.csv"),
+            "--speaker",
+            "within,across",
             "--label",
             "SpidR (demo)",
             "--json",
@@ -263,12 +274,15 @@ def run_demo(
     )
     mfcc_dir = ev / "feats_mfcc"
     run(
-        "3c. MFCC baseline features",
+        "3c. MFCC baseline features (39-d, 10 ms, per-utterance normalised: ZeroSpeech's)",
         [
             "extract",
             str(corpus / "dev" / "manifest.csv"),
             "--baseline",
             "mfcc",
+            "--hop-ms",
+            "10",
+            "--cmvn",
             "--out",
             str(mfcc_dir),
         ]
@@ -281,6 +295,10 @@ def run_demo(
             "abx",
             str(dev_item),
             str(mfcc_dir),
+            "--step",
+            "0.01",
+            "--speaker",
+            "within,across",
             "--label",
             "MFCC",
             "--layer",
@@ -302,20 +320,12 @@ def run_demo(
         ],
     )
 
-    from spidrkit.eval.abx import read_results_json
-
-    spidr_abx = {
-        r.layer: r.error
-        for r in read_results_json(abx_json)
-        if r.layer is not None and r.error is not None
-    }
-    init_abx = {
-        r.layer: r.error
-        for r in read_results_json(ev / "abx_untrained.json")
-        if r.layer is not None and r.error is not None
-    }
-    mfcc_abx = {0: read_results_json(mfcc_json)[0].error}
-    best = min(spidr_abx, key=spidr_abx.__getitem__)
+    spidr_abx = _abx_by_mode(abx_json)
+    init_abx = _abx_by_mode(ev / "abx_untrained.json")
+    mfcc_abx = _abx_by_mode(mfcc_json)
+    # units from the layer best within and across speakers together
+    within, across = spidr_abx["within"], spidr_abx.get("across", {})
+    best = min(within, key=lambda k: within[k] + across.get(k, 0.0))
 
     km = ev / f"kmeans_l{best}_{plan.kmeans_k}.pt"
     run(
@@ -422,6 +432,17 @@ def run_demo(
     return result
 
 
+def _abx_by_mode(path: Path) -> dict[str, dict[int, float]]:
+    """{speaker mode: {layer: error}} of an ``spidrkit abx --json`` file (layer 0: no layer)."""
+    from spidrkit.eval.abx import read_results_json
+
+    out: dict[str, dict[int, float]] = {}
+    for r in read_results_json(path):
+        if r.error is not None:
+            out.setdefault(r.config.speaker, {})[int(r.layer or 0)] = r.error
+    return out
+
+
 def _untrained_checkpoint(train_toml: Path, folder: Path) -> Path:
     """The pretraining run's model at step 0 (same config and seed), for the reference ABX."""
     path = folder / "checkpoint.pt"
@@ -449,22 +470,28 @@ def _training_health(metrics: Path, codebook_size: int) -> dict[str, float]:
 
 
 def _write_summary(r: DemoResult) -> None:
-    layers = list(r.abx["SpidR"])
+    layers = list(r.abx["SpidR"]["within"])
     lines = [
         "# spidrkit demo summary",
         "",
         f"checkpoint: `{r.checkpoint}` (seed {r.seed})",
         "",
-        "| ABX within speaker (dev, %) | " + " | ".join(f"layer {k}" for k in layers) + " |",
-        "|---" * (len(layers) + 1) + "|",
+        "| ABX (dev, %) | speaker | " + " | ".join(f"layer {k}" for k in layers) + " |",
+        "|---" * (len(layers) + 2) + "|",
     ]
-    for name, errs in (
-        ("SpidR (trained)", r.abx["SpidR"]),
-        ("untrained", r.abx.get("untrained", {})),
-    ):
-        cells = [f"{100 * errs[k]:.2f}" if k in errs else "" for k in layers]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += [f"| MFCC | {100 * r.abx['MFCC'][0]:.2f} |" + " |" * (len(layers) - 1), ""]
+    for mode in ("within", "across"):
+        for name, errs in (
+            ("SpidR (trained)", r.abx["SpidR"].get(mode, {})),
+            ("untrained", r.abx.get("untrained", {}).get(mode, {})),
+        ):
+            cells = [f"{100 * errs[k]:.2f}" if k in errs else "" for k in layers]
+            lines.append(f"| {name} | {mode} | " + " | ".join(cells) + " |")
+        mfcc = r.abx["MFCC"].get(mode, {}).get(0)
+        if mfcc is not None:
+            lines.append(
+                f"| MFCC (10 ms, CMVN) | {mode} | {100 * mfcc:.2f} |" + " |" * (len(layers) - 1)
+            )
+    lines.append("")
     if r.training:
         t = r.training
         lines += [

@@ -162,11 +162,23 @@ def training_curves_png(rows: list[dict[str, Any]], codebook_size: int | None) -
 
 
 def abx_png(results: list[Any]) -> str:
-    """ABX per layer, one line per labelled model, baselines without layers as horizontal lines."""
+    """ABX per layer, one panel per speaker mode, one line per labelled model, baselines without
+    layers as horizontal lines."""
     from spidrkit.eval.plots import _pyplot
 
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    modes = list(dict.fromkeys(r.config.speaker for r in results))
+    fig, axes = plt.subplots(
+        1, len(modes), figsize=(6 * len(modes), 4.2), dpi=110, sharey=True, squeeze=False
+    )
+    for ax, mode in zip(axes[0], modes, strict=True):
+        _abx_panel(ax, [r for r in results if r.config.speaker == mode])
+        ax.set_title(f"{mode} speaker")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _abx_panel(ax: Any, results: list[Any]) -> None:
     lines: dict[str, list[tuple[int, float]]] = {}
     flat: dict[str, float] = {}
     for r in results:
@@ -189,8 +201,6 @@ def abx_png(results: list[Any]) -> str:
         ax.set_xticks(sorted({x for pts in lines.values() for x, _ in pts}))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    return _png(fig)
 
 
 def slm_png(results: list[dict[str, Any]]) -> str:
@@ -271,17 +281,70 @@ def _health(rows: list[dict[str, Any]], size: int | None) -> str:
     return text
 
 
-def _glance(by_label: dict[str, dict[int, float]]) -> str:
-    """One sentence: best layer of each model with layers, against the reference runs."""
-    parts = []
-    for label, errs in by_label.items():
-        layered = {k: v for k, v in errs.items() if k}
-        if layered:
-            best = min(layered, key=layered.__getitem__)
-            parts.append(f"<b>{html.escape(label)}</b>: {layered[best]:.1f} % (layer {best})")
-        else:
-            parts.append(f"<b>{html.escape(label)}</b>: {errs[min(errs)]:.1f} %")
-    return "<p>Best ABX error (chance 50 %): " + "; ".join(parts) + ".</p>"
+def _abx_tables(results: list[Any]) -> tuple[dict[str, dict[str, dict[int, float]]], list[int]]:
+    """{speaker mode: {label: {layer: error %}}} (layer 0: features without layers) and the layers."""
+    tables: dict[str, dict[str, dict[int, float]]] = {}
+    for r in results:
+        mode = r.config.speaker
+        tables.setdefault(mode, {}).setdefault(r.label or "features", {})[int(r.layer or 0)] = (
+            100 * r.error
+        )
+    layers = sorted({int(r.layer) for r in results if r.layer})
+    return tables, layers
+
+
+def _best(errs: dict[int, float]) -> tuple[float, int]:
+    layered = {k: v for k, v in errs.items() if k}
+    pool = layered or errs
+    k = min(pool, key=pool.__getitem__)
+    return pool[k], k
+
+
+def _glance(tables: dict[str, dict[str, dict[int, float]]]) -> str:
+    """The corpus difficulty at a glance: best error of each model, within and across speakers,
+    and whether the trained model beats every reference (MFCC, untrained) in each mode."""
+    modes = [m for m in ("within", "across") if m in tables]
+    labels = list(dict.fromkeys(label for m in modes for label in tables[m]))
+    rows = []
+    for label in labels:
+        row: list[Any] = [label]
+        for m in modes:
+            errs = tables[m].get(label)
+            if errs:
+                value, layer = _best(errs)
+                row.append(f"{value:.2f}" + (f" (layer {layer})" if layer else ""))
+            else:
+                row.append("")
+        rows.append(row)
+    head = ["best ABX error %"] + [f"{m} speaker" for m in modes]
+    verdicts = []
+    for m in modes:
+        trained = {k: v for k, v in tables[m].items() if _is_trained(k)}
+        refs = {k: v for k, v in tables[m].items() if not _is_trained(k)}
+        if trained and refs:
+            name, errs = next(iter(trained.items()))
+            mine = _best(errs)[0]
+            ref_name, ref = min(((k, _best(v)[0]) for k, v in refs.items()), key=lambda x: x[1])
+            good = mine < ref
+            verdicts.append(
+                f"{m} speaker: <b>{html.escape(name)}</b> {mine:.2f} % vs {html.escape(ref_name)} "
+                f"{ref:.2f} %: "
+                + (
+                    '<span class="good">beats every reference</span>'
+                    if good
+                    else '<span class="bad">does not beat the best reference</span>'
+                )
+            )
+    out = _table(head, rows)
+    if verdicts:
+        out = "<p>" + "<br>".join(verdicts) + " (chance 50 %).</p>" + out
+    return out
+
+
+def _is_trained(label: str) -> bool:
+    low = label.lower()
+    refs = ("mfcc", "untrained", "init", "log-mel", "logmel")
+    return not any(word in low for word in refs)
 
 
 def render_report(files: RunFiles) -> str:
@@ -297,19 +360,18 @@ def render_report(files: RunFiles) -> str:
 
     parts.append("<h2>Results</h2>")
     if abx_results:
-        layers = sorted({int(r.layer) for r in abx_results if r.layer})
-        by_label: dict[str, dict[int, float]] = {}
-        for r in abx_results:
-            by_label.setdefault(r.label or "features", {})[int(r.layer or 0)] = 100 * r.error
-        header = ["ABX error %, " + abx_results[0].config.speaker + " speaker"]
-        header += [f"layer {k}" for k in layers] + ["no layer / best"]
-        rows = []
-        for label, errs in by_label.items():
-            row: list[Any] = [label] + [f"{errs[k]:.2f}" if k in errs else "" for k in layers]
-            row.append(f"{min(errs.values()):.2f}")
-            rows.append(row)
-        parts.append(_glance(by_label))
-        parts.append(_table(header, rows))
+        tables, layers = _abx_tables(abx_results)
+        parts.append("<h3>ABX: what the model learned beyond MFCC</h3>")
+        parts.append(_glance(tables))
+        for mode, by_label in tables.items():
+            header = [f"ABX error %, {mode} speaker"]
+            header += [f"layer {k}" for k in layers] + ["no layer / best"]
+            rows = []
+            for label, errs in by_label.items():
+                row: list[Any] = [label] + [f"{errs[k]:.2f}" if k in errs else "" for k in layers]
+                row.append(f"{min(errs.values()):.2f}")
+                rows.append(row)
+            parts.append(_table(header, rows))
     if files.unit_quality:
         from spidrkit.eval.unit_quality import UnitQuality
 

@@ -51,6 +51,11 @@ def add_source_arguments(parser: argparse.ArgumentParser, *, one_layer: bool = F
         choices=[10, 20],
         help="frame step of the mfcc/logmel baselines (default 20, as the encoders)",
     )
+    parser.add_argument(
+        "--cmvn",
+        action="store_true",
+        help="mfcc/logmel: normalise each dimension per utterance (the ZeroSpeech MFCC baseline)",
+    )
     add_device(parser)
     parser.add_argument(
         "--batch-seconds",
@@ -68,7 +73,8 @@ def build_source(args: argparse.Namespace, layers: list[int] | None, device: Any
     from spidrkit.units.extract import EncoderFeatures, load_encoder
 
     if args.baseline:
-        return parse_baseline(args.baseline, layers, hop_ms=args.hop_ms).to(device)
+        cmvn = getattr(args, "cmvn", False)
+        return parse_baseline(args.baseline, layers, hop_ms=args.hop_ms, cmvn=cmvn).to(device)
     if not args.model:
         raise ConfigError("give the encoder with --model CKPT_OR_PRESET, or --baseline")
     if not layers:

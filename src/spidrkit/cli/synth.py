@@ -2,7 +2,9 @@
 
 Examples:
   spidrkit synth --preset tiny --out data/tiny                 # ~50 utterances, seconds
-  spidrkit synth --preset demo --out data/demo --seed 0        # ~2 hours, a minute or two
+  spidrkit synth --preset demo --out data/demo --seed 0        # ~2 h, realistic voices and rooms
+  spidrkit synth --preset clean --out data/clean               # ~2 h, clean studio speech
+  spidrkit synth --preset tiny --conditions realistic --out data/tiny-r
   spidrkit synth --hours 0.5 --out data/half --workers 2       # demo layout, 0.5 hour
   spidrkit synth --out data/tiny --check-only                  # check an existing corpus
   spidrkit synth --out data/tiny --check-only --verify-determinism
@@ -24,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--preset",
         default="tiny",
-        choices=["tiny", "demo"],
+        choices=["tiny", "demo", "clean"],
         help="corpus size and layout (default: tiny)",
     )
     parser.add_argument(
@@ -32,6 +34,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         help="total hours of audio (overrides the preset's size)",
+    )
+    parser.add_argument(
+        "--conditions",
+        default=None,
+        choices=["clean", "realistic"],
+        help="voices and recording conditions (default: the preset's; tiny and clean: clean, "
+        "demo: realistic)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument(
@@ -65,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
             workers=args.workers,
             overwrite=args.overwrite,
             show_progress=not args.no_progress,
+            conditions=args.conditions,
         )
         print(info.summary())
     status = 0

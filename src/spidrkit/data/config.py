@@ -74,10 +74,15 @@ class DataConfig:
     shuffle: shuffle items and batches each epoch (deterministic from seed and epoch) [True].
     num_workers: DataLoader worker processes [4]; prefetch_factor: batches per worker in flight [2].
     pin_memory: pin batches when CUDA is available [True].
+    target_manifests: manifests parallel to train_manifests (same fileids and lengths, row by row)
+        holding another view of each utterance, e.g. the dry speech of a synthetic corpus
+        (``train/clean_manifest.csv``): the teacher and the warm-up targets read this view, the
+        student the training audio; empty = both read the training audio (official) [()].
     """
 
     train_manifests: tuple[str, ...] = ()
     valid_manifests: tuple[str, ...] = ()
+    target_manifests: tuple[str, ...] = ()
     sample_rate: int = 16000
     allow_resample: bool = True
     max_batch_samples: int = 3_800_000
@@ -112,4 +117,9 @@ class DataConfig:
             errors.append(f"num_workers: {self.num_workers} must be >= 0")
         if self.prefetch_factor < 1:
             errors.append(f"prefetch_factor: {self.prefetch_factor} must be >= 1")
+        if self.target_manifests and len(self.target_manifests) != len(self.train_manifests):
+            errors.append(
+                f"target_manifests: {len(self.target_manifests)} given for "
+                f"{len(self.train_manifests)} train_manifests; give one per train manifest"
+            )
         return errors

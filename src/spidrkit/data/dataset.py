@@ -44,11 +44,13 @@ FramesFn = Callable[[int], int]
 
 @dataclass(frozen=True)
 class AudioItem:
-    """One decoded, standardised utterance: ``waveform`` float32 ``[samples]``."""
+    """One decoded, standardised utterance: ``waveform`` float32 ``[samples]``; ``target``: the
+    same utterance's target view (same length), when the dataset has one."""
 
     index: int
     fileid: str
     waveform: np.ndarray
+    target: np.ndarray | None = None
 
 
 @dataclass
@@ -60,6 +62,7 @@ class Batch:
     mask_indices: int64 [batch, M] masked frame indices (same M per row); None without masking.
     lengths: int64 [batch] valid samples per row. fileids: [batch] utterance names.
     num_frames: encoder frames of ``samples``. epoch, batch_id (global), index (this rank's).
+    target_waveforms: float32 [batch, samples], the target view cropped like ``waveforms``, or None.
     """
 
     waveforms: torch.Tensor
@@ -71,6 +74,7 @@ class Batch:
     epoch: int = 0
     batch_id: int = 0
     index: int = 0
+    target_waveforms: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.waveforms.shape[0])
@@ -87,6 +91,7 @@ class Batch:
             attention_mask=None if self.attention_mask is None else fn(self.attention_mask),
             mask_indices=None if self.mask_indices is None else fn(self.mask_indices),
             lengths=fn(self.lengths),
+            target_waveforms=None if self.target_waveforms is None else fn(self.target_waveforms),
         )
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
@@ -98,10 +103,12 @@ class Batch:
 
 
 def _crop(wav: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    if len(wav) <= size:
+    """A random ``size``-sample window of ``wav`` [samples] or [views, samples] (same offset)."""
+    n = wav.shape[-1]
+    if n <= size:
         return wav
-    start = int(rng.integers(0, len(wav) - size + 1))
-    return wav[start : start + size]
+    start = int(rng.integers(0, n - size + 1))
+    return wav[..., start : start + size]
 
 
 def collate(
@@ -119,24 +126,36 @@ def collate(
     """Crop/pad standardised items into a :class:`Batch` and draw its masks from ``rng``."""
     if not items:
         raise ValueError("cannot collate an empty batch")
-    wavs = [it.waveform for it in items]
+    with_target = items[0].target is not None
+    if any((it.target is not None) != with_target for it in items):
+        raise ValueError("either every item of a batch has a target view or none has")
+    # [samples], or [2, samples] = (waveform, target) so that both views are cropped alike
+    wavs = [
+        it.waveform if it.target is None else np.stack([it.waveform, it.target]) for it in items
+    ]
     if max_sample_size is not None:
         wavs = [_crop(w, max_sample_size, rng) for w in wavs]
-    lengths = np.array([len(w) for w in wavs], dtype=np.int64)
+    lengths = np.array([w.shape[-1] for w in wavs], dtype=np.int64)
     attention_mask = None
     valid_frames = None
+    targets = None
     if batch_mode == "crop":
         size = int(lengths.min())
         wavs = [_crop(w, size, rng) for w in wavs]
         lengths[:] = size
-        waveforms = torch.from_numpy(np.stack(wavs).astype(np.float32, copy=False))
+        stacked = torch.from_numpy(np.stack(wavs).astype(np.float32, copy=False))
+        waveforms, targets = (
+            (stacked[:, 0].contiguous(), stacked[:, 1]) if with_target else (stacked, None)
+        )
         frames = int(frames_fn(size))
     elif batch_mode == "pad":
         size = int(lengths.max())
-        out = np.zeros((len(wavs), size), dtype=np.float32)
+        out = np.zeros((len(wavs), 2 if with_target else 1, size), dtype=np.float32)
         for row, w in enumerate(wavs):
-            out[row, : len(w)] = w
-        waveforms = torch.from_numpy(out)
+            out[row, :, : w.shape[-1]] = w
+        both = torch.from_numpy(out)
+        waveforms = both[:, 0].contiguous()
+        targets = both[:, 1] if with_target else None
         frames = int(frames_fn(size))
         if (lengths < size).any():
             valid_frames = np.array([frames_fn(int(n)) for n in lengths], dtype=np.int64)
@@ -158,6 +177,7 @@ def collate(
         epoch=epoch,
         batch_id=batch_id,
         index=index,
+        target_waveforms=None if targets is None else targets.contiguous(),
     )
 
 
@@ -167,6 +187,7 @@ class AudioDataset(torch.utils.data.Dataset):
     ``dataset[i]`` -> :class:`AudioItem` (full utterance, 16 kHz, standardised).
     ``dataset[key]`` (a :class:`BatchKey` from :class:`BucketBatchSampler`) -> collated Batch with
     crops and masks from ``mask_rng(seed, key.epoch, key.batch_id)``.
+    ``targets``: a manifest parallel to ``manifest`` (same fileids and lengths) of target views.
     """
 
     def __init__(
@@ -177,8 +198,12 @@ class AudioDataset(torch.utils.data.Dataset):
         *,
         seed: int = 0,
         frames_fn: FramesFn = conv_num_frames,
+        targets: Manifest | None = None,
     ) -> None:
+        if targets is not None:
+            check_parallel(manifest, targets)
         self.manifest = manifest
+        self.targets = targets
         self.cfg = data_cfg or DataConfig()
         self.masking = masking_cfg
         self.seed = int(seed)
@@ -199,7 +224,18 @@ class AudioDataset(torch.utils.data.Dataset):
                 f"{expected} samples, the audio has {len(wav)}; rebuild the manifest "
                 "(spidrkit manifest)"
             )
-        return AudioItem(int(i), self.manifest.fileids[i], standardize(wav))
+        target = None
+        if self.targets is not None:
+            view = self.targets.load(
+                i, target_sr=self.cfg.sample_rate, allow_resample=self.cfg.allow_resample
+            )
+            if len(view) != len(wav):
+                raise DataError(
+                    f"{self.targets.describe(i)}: the target view has {len(view)} samples, the "
+                    f"training audio {len(wav)}; the two manifests must list the same utterances"
+                )
+            target = standardize(view)
+        return AudioItem(int(i), self.manifest.fileids[i], standardize(wav), target)
 
     def load_batch(self, key: BatchKey) -> Batch:
         return collate(
@@ -224,6 +260,24 @@ def _identity(batch: Any) -> Any:
     return batch
 
 
+def check_parallel(manifest: Manifest, targets: Manifest) -> None:
+    """Refuse a target-view manifest whose rows are not the training manifest's utterances."""
+    if len(targets) != len(manifest):
+        raise DataError(
+            f"{targets.label}: {len(targets)} target views for {len(manifest)} training "
+            f"utterances in {manifest.label}"
+        )
+    for i in range(len(manifest)):
+        if targets.fileids[i] != manifest.fileids[i] or int(targets.num_samples[i]) != int(
+            manifest.num_samples[i]
+        ):
+            raise DataError(
+                f"{targets.label} row {i + 1}: {targets.fileids[i]} "
+                f"({int(targets.num_samples[i])} samples) does not match {manifest.label} row "
+                f"{i + 1}: {manifest.fileids[i]} ({int(manifest.num_samples[i])} samples)"
+            )
+
+
 def load_manifests(manifests: Manifest | str | os.PathLike | Sequence[Any]) -> Manifest:
     """A Manifest from a Manifest, a path, or a list of them (concatenated)."""
     if isinstance(manifests, Manifest):
@@ -244,12 +298,14 @@ def make_dataloader(
     world_size: int = 1,
     start_batch: int = 0,
     frames_fn: FramesFn = conv_num_frames,
+    targets: Manifest | str | os.PathLike | Sequence[Any] | None = None,
 ) -> torch.utils.data.DataLoader:
     """A DataLoader of :class:`Batch` for one rank and one epoch, starting at ``start_batch``.
 
     ``loader.sampler`` is the :class:`BucketBatchSampler` (``len(loader)`` batches left this epoch,
     the same on every rank). ``frames_fn``: samples -> encoder frames; pass
     ``functools.partial(spidrkit.models.num_frames, cfg=model_cfg)`` for a non-standard extractor.
+    ``targets``: manifests of target views parallel to ``manifest`` (``Batch.target_waveforms``).
     """
     manifest = load_manifests(manifest)
     sampler = BucketBatchSampler(
@@ -265,7 +321,10 @@ def make_dataloader(
         shuffle=data_cfg.shuffle,
         start_batch=start_batch,
     )
-    dataset = AudioDataset(manifest, data_cfg, masking_cfg, seed=seed, frames_fn=frames_fn)
+    target_manifest = None if targets is None or targets == [] else load_manifests(targets)
+    dataset = AudioDataset(
+        manifest, data_cfg, masking_cfg, seed=seed, frames_fn=frames_fn, targets=target_manifest
+    )
     workers = data_cfg.num_workers
     return torch.utils.data.DataLoader(
         dataset,

@@ -180,6 +180,7 @@ class _SelfDistillationModel(nn.Module, abc.ABC):
         *,
         mask_indices: Tensor | None = None,
         attention_mask: Tensor | None = None,
+        target_waveforms: Tensor | None = None,
     ) -> tuple[Tensor, Monitors]:
         """Masked prediction of teacher codes.
 
@@ -187,6 +188,9 @@ class _SelfDistillationModel(nn.Module, abc.ABC):
             waveforms: [B, S] standardised audio.
             mask_indices: [B, M] masked frame indices (same M for every row). Required.
             attention_mask: [B, 1, 1, T] bool, True = attend; None when nothing is padded.
+            target_waveforms: [B, S] another view of the same audio (e.g. the dry speech of a
+                synthetic corpus) that the teacher and the warm-up targets read; None = the
+                teacher reads ``waveforms`` as the official model does.
         Returns:
             per-frame losses [B * M] and {"target_ppl", "pred_ppl", "target_ppl_<i>"} (averaged over
             ranks; ``target_ppl_<i>`` is codebook i's, ``target_ppl`` their mean).
@@ -202,13 +206,18 @@ class _SelfDistillationModel(nn.Module, abc.ABC):
         x[rows, mask_indices] = self.mask_embedding.to(x.dtype)
 
         with torch.no_grad():
-            _, teacher_results, _ = self.teacher(feats.detach(), attention_mask)
+            teacher_in = (
+                feats.detach() if target_waveforms is None else self.features(target_waveforms)
+            )
+            _, teacher_results, _ = self.teacher(teacher_in, attention_mask)
             targets = [
                 _instance_norm(teacher_results[i])[rows, mask_indices].reshape(-1, d)
                 for i in self.codebook_layers
             ]
             codes = [cb.assign(tgt) for cb, tgt in zip(self.codebooks, targets)]
-            warm_all = self._warmup_targets(waveforms, t)
+            warm_all = self._warmup_targets(
+                waveforms if target_waveforms is None else target_waveforms, t
+            )
             warm = None
             if warm_all is not None:
                 warm = (

@@ -27,15 +27,20 @@ import multiprocessing
 import os
 import random
 import shutil
+import tempfile
 import time
+import wave
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+
+import numpy as np
 
 from spidrkit.errors import ConfigError, DataError, SpidrkitError
 from spidrkit.synth import minimal_pairs as mp
 from spidrkit.synth.alignment import abx_items, frame_labels, word_timings
+from spidrkit.synth.conditions import Conditions, conditions_by_name
 from spidrkit.synth.espeak import ESpeak
 from spidrkit.synth.grammar import Grammar
 from spidrkit.synth.lexicon import load_lexicon
@@ -62,12 +67,15 @@ class Preset:
     stories: int  # per held-out split
     pair_voices: int  # voices of each minimal pair (taken from the split's speakers)
     heldout_share: float = 0.075  # share of the hours given to dev, and again to test
+    conditions: str = "clean"  # voices and recording conditions (synth/conditions.py)
 
 
 PRESETS: dict[str, Preset] = {
     "tiny": Preset("tiny", None, (34, 8, 8), (6, 2, 2), 8, 2, 3, 2),
-    "demo": Preset("demo", 2.0, None, (24, 4, 4), 150, 20, 40, 3),
+    "demo": Preset("demo", 2.0, None, (24, 4, 4), 150, 20, 40, 3, conditions="realistic"),
+    "clean": Preset("clean", 2.0, None, (24, 4, 4), 150, 20, 40, 3),
 }
+BABBLE_UTTERANCES = 24  # dry utterances of train speakers that babble noise is cut from
 
 
 @dataclass(frozen=True)
@@ -119,10 +127,13 @@ class CorpusInfo:
         return "\n".join(lines)
 
 
-def resolve_preset(preset: str, hours: float | None) -> Preset:
+def resolve_preset(preset: str, hours: float | None, conditions: str | None = None) -> Preset:
     if preset not in PRESETS:
         raise ConfigError(f"unknown synth preset {preset!r}; choose one of {', '.join(PRESETS)}")
     p = PRESETS[preset]
+    if conditions is not None and conditions != p.conditions:
+        conditions_by_name(conditions)  # refuse unknown names here
+        p = replace(p, conditions=conditions, name=f"{p.name}-{conditions}")
     if hours is not None:
         if not hours > 0:
             raise ConfigError(f"--hours must be positive, got {hours}")
@@ -158,7 +169,13 @@ def default_workers() -> int:
 
 # ---------------------------------------------------------------------- planning
 def _utterance_jobs(
-    split: str, speakers: list[Speaker], seed: int, root: Path, grammar: Grammar
+    split: str,
+    speakers: list[Speaker],
+    seed: int,
+    root: Path,
+    grammar: Grammar,
+    clean_view: bool = False,
+    bank: str | None = None,
 ) -> Iterator[tuple[Job, str]]:
     """The endless, seed-determined stream of (job, topic) of one split."""
     rng = random.Random(f"spidrkit-synth-{seed}-{split}")
@@ -176,6 +193,8 @@ def _utterance_jobs(
                 words=words,
                 speaker=spk,
                 key=f"{seed}/{split}/{fileid}",
+                clean_path=str(root / split / "clean" / f"{fileid}.wav") if clean_view else None,
+                bank=bank,
             ),
             sentences[0].topic,
         )
@@ -203,6 +222,8 @@ def _render_split(
         for (job, topic), res in zip(planned, results, strict=True):
             if seconds is not None and total >= seconds:
                 Path(res.path).unlink()  # beyond the target: drop, deterministic cut
+                if job.clean_path:
+                    Path(job.clean_path).unlink()
                 continue
             done.append((job, topic, res))
             total += res.num_samples / SAMPLE_RATE
@@ -309,6 +330,9 @@ def _write_split(root: Path, split: str, done: list[tuple[Job, str, Rendered]]) 
         )
         items += abx_items(segs, fileid, job.speaker.id)
     _write(folder / "manifest.csv", _csv_text(("fileid", "path", "num_samples"), manifest))
+    if any(job.clean_path for job, _, _ in done):
+        clean = [{**row, "path": f"clean/{row['fileid']}.wav"} for row in manifest]
+        _write(folder / "clean_manifest.csv", _csv_text(("fileid", "path", "num_samples"), clean))
     _write(folder / "phones.jsonl", "\n".join(labels) + "\n")
     _write(folder / "alignments.jsonl", "\n".join(aligns) + "\n")
     _write(folder / "words.jsonl", "\n".join(words) + "\n")
@@ -350,6 +374,33 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
 
 
 # ---------------------------------------------------------------------- entry point
+def _babble_bank(pool, speakers: list[Speaker], seed: int, grammar: Grammar, folder: Path) -> str:
+    """Render dry utterances of the train speakers, concatenate them into ``folder/bank.npy``."""
+    rng = random.Random(f"spidrkit-babble-{seed}")
+    jobs = []
+    for i in range(BABBLE_UTTERANCES):
+        sentences = grammar.utterance(rng)
+        jobs.append(
+            Job(
+                path=str(folder / f"b{i:03d}.wav"),
+                text=". ".join(s.text for s in sentences) + ".",
+                words=tuple(w for s in sentences for w in s.words),
+                speaker=speakers[i % len(speakers)],
+                key=f"{seed}/babble/{i}",
+                align=False,
+                recorded=False,
+            )
+        )
+    parts = []
+    for res in pool.map(render, jobs):
+        with wave.open(res.path, "rb") as w:
+            parts.append(np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32))
+        Path(res.path).unlink()
+    path = folder / "bank.npy"
+    np.save(path, np.concatenate(parts))
+    return str(path)
+
+
 def make_corpus(
     out_dir: str | Path,
     preset: str = "tiny",
@@ -358,26 +409,65 @@ def make_corpus(
     workers: int | None = None,
     overwrite: bool = False,
     show_progress: bool = True,
+    conditions: str | Conditions | None = None,
 ) -> CorpusInfo:
     """Synthesise a corpus into ``out_dir`` and return its summary (also in ``corpus.json``).
 
-    ``preset``: "tiny" (about 50 utterances, seconds) or "demo" (about 2 h); ``hours`` overrides
-    the preset's size (all splits together). The same ``seed`` gives byte-identical files whatever
-    ``workers`` is (default: every usable core).
+    ``preset``: "tiny" (about 50 utterances, seconds, clean), "demo" (about 2 h, realistic voices and
+    recording conditions) or "clean" (the demo's size, clean); ``hours`` overrides the preset's size
+    (all splits together), ``conditions`` ("clean", "realistic" or a :class:`Conditions` of your
+    own) its voices and recording conditions. The same ``seed``
+    gives byte-identical files whatever ``workers`` is (default: every usable core).
     """
     t0 = time.perf_counter()
-    p = resolve_preset(preset, hours)
+    if isinstance(conditions, Conditions):
+        conditions.validate()
+        p = replace(resolve_preset(preset, hours), conditions=conditions.name)
+        cond = conditions
+    else:
+        p = resolve_preset(preset, hours, conditions)
+        cond = conditions_by_name(p.conditions)
     _check_dependencies()
     out = Path(out_dir).resolve()
     _prepare_out(out, overwrite)
-    speakers = make_speakers(*p.speakers, seed=seed)
+    speakers = make_speakers(*p.speakers, seed=seed, conditions=cond)
     by_split = {s: [x for x in speakers if x.split == s] for s in SPLITS}
-    grammar, lex = Grammar(), load_lexicon()
     workers = workers or default_workers()
     ctx = multiprocessing.get_context("spawn")
+    scratch = Path(tempfile.mkdtemp(prefix="spidrkit-synth-"))
+    try:
+        infos, pair_counts = _render_all(
+            p, cond, seed, out, speakers, by_split, workers, ctx, scratch, show_progress
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    info = CorpusInfo(
+        out, p.name, seed, infos, pair_counts, INVENTORY, seconds=time.perf_counter() - t0
+    )
+    _write(out / "corpus.json", json.dumps(_corpus_json(info, p, cond, speakers), indent=2) + "\n")
+    write_checksums(out)
+    return info
+
+
+def _render_all(
+    p: Preset,
+    cond: Conditions,
+    seed: int,
+    out: Path,
+    speakers: list[Speaker],
+    by_split: dict[str, list[Speaker]],
+    workers: int,
+    ctx,
+    scratch: Path,
+    show_progress: bool,
+) -> tuple[dict[str, SplitInfo], dict[str, dict[str, int]]]:
+    grammar, lex = Grammar(), load_lexicon()
     infos: dict[str, SplitInfo] = {}
     pair_counts: dict[str, dict[str, int]] = {}
-    with ctx.Pool(workers, initializer=init_worker, initargs=(speakers,)) as pool:
+    with ctx.Pool(workers, initializer=init_worker, initargs=(speakers, cond)) as pool:
+        bank = None
+        if not cond.is_clean and cond.babble_share > 0:
+            bank = _babble_bank(pool, by_split["train"], seed, grammar, scratch)
         train_words: Counter = Counter()
         if p.utterances:
             planned = sum(p.utterances)
@@ -387,7 +477,8 @@ def make_corpus(
             total=planned, desc="synth utterances", unit="utt", enabled=show_progress
         ) as bar:
             for k, split in enumerate(SPLITS):
-                stream = _utterance_jobs(split, by_split[split], seed, out, grammar)
+                view = cond.clean_view and split == "train"
+                stream = _utterance_jobs(split, by_split[split], seed, out, grammar, view, bank)
                 if p.utterances:
                     done = _render_split(pool, split, stream, p.utterances[k], None, bar)
                 else:
@@ -428,7 +519,9 @@ def make_corpus(
             for task, columns, pairs in tasks:
                 folder = out / task / split
                 task_jobs, rows = mp.expand(pairs, voices, folder, task, seed)
-                jobs += task_jobs
+                # minimal pairs are dry and in the speaker's own prosody, as the ZeroSpeech
+                # sWUGGY/sBLIMP stimuli are clean synthetic speech
+                jobs += [replace(j, recorded=False, prosody=False) for j in task_jobs]
                 golds.append((folder / "gold.csv", columns, rows))
                 pair_counts.setdefault(task, {})[split] = len(pairs)
         with progress(
@@ -438,16 +531,10 @@ def make_corpus(
                 bar.update(1)
         for path, columns, rows in golds:
             _write(path, _csv_text(columns, rows))
-
-    info = CorpusInfo(
-        out, p.name, seed, infos, pair_counts, INVENTORY, seconds=time.perf_counter() - t0
-    )
-    _write(out / "corpus.json", json.dumps(_corpus_json(info, p, speakers), indent=2) + "\n")
-    write_checksums(out)
-    return info
+    return infos, pair_counts
 
 
-def _corpus_json(info: CorpusInfo, p: Preset, speakers: list[Speaker]) -> dict:
+def _corpus_json(info: CorpusInfo, p: Preset, cond: Conditions, speakers: list[Speaker]) -> dict:
     import importlib.metadata as md
 
     try:
@@ -457,6 +544,7 @@ def _corpus_json(info: CorpusInfo, p: Preset, speakers: list[Speaker]) -> dict:
     return {
         "format": FORMAT,
         "preset": asdict(p),
+        "conditions": cond.to_dict(),
         "seed": info.seed,
         "sample_rate": SAMPLE_RATE,
         "label_frame_seconds": 0.01,

@@ -42,6 +42,8 @@ _EVENT_WORD = 1
 _EVENT_END = 5
 _EVENT_PHONEME = 7
 _PARAM_RATE = 1
+_PARAM_PITCH = 3  # 0-100, 50 = the voice's own base pitch
+_PARAM_RANGE = 4  # 0-100, 50 = the voice's own pitch range
 
 
 class _Event(ctypes.Structure):
@@ -185,7 +187,15 @@ class ESpeak:
         return 0
 
     # ------------------------------------------------------------------ in this process
-    def _synthesize_here(self, text: str, voice_file: str, rate: int, phonemes: bool) -> Synthesis:
+    def _synthesize_here(
+        self,
+        text: str,
+        voice_file: str,
+        rate: int,
+        phonemes: bool,
+        pitch: int = 50,
+        pitch_range: int = 50,
+    ) -> Synthesis:
         lib = self.lib
         if len(str(voice_file).encode()) > MAX_VOICE_PATH:
             raise SpidrkitError(
@@ -195,6 +205,9 @@ class ESpeak:
         if lib.espeak_SetVoiceByFile(str(voice_file).encode()) != 0:
             raise SpidrkitError(f"eSpeak NG cannot load the voice file {voice_file}")
         lib.espeak_SetParameter(_PARAM_RATE, int(rate), 0)
+        if (pitch, pitch_range) != (50, 50):  # the defaults: leave the library as it starts
+            lib.espeak_SetParameter(_PARAM_PITCH, int(pitch), 0)
+            lib.espeak_SetParameter(_PARAM_RANGE, int(pitch_range), 0)
         self._libc.srand(1)  # breath noise uses rand()
         lib.espeak_ng_SetRandSeed(1)  # the Klatt synthesiser uses espeak_rand()
         self._chunks.clear()
@@ -229,13 +242,22 @@ class ESpeak:
 
     # ------------------------------------------------------------------ isolated (forked) calls
     def synthesize(
-        self, text: str, voice_file: str | Path, rate: int = 175, phonemes: bool = False
+        self,
+        text: str,
+        voice_file: str | Path,
+        rate: int = 175,
+        phonemes: bool = False,
+        pitch: int = 50,
+        pitch_range: int = 50,
     ) -> Synthesis:
         """Speak ``text`` (``[[...]]`` phoneme mnemonics allowed when ``phonemes``) with a voice file.
 
-        Runs in a forked child so every call starts from the library's pristine state.
+        ``pitch`` and ``pitch_range`` (0-100, 50 = the voice file's own) shift the utterance's
+        intonation. Runs in a forked child so every call starts from the library's pristine state.
         """
-        return _in_child(self._synthesize_here, text, str(voice_file), rate, phonemes)
+        return _in_child(
+            self._synthesize_here, text, str(voice_file), rate, phonemes, pitch, pitch_range
+        )
 
     def phonemize(self, words: list[str], voice_file: str | Path) -> list[str]:
         """eSpeak's ASCII phoneme string (with stress marks) of each word, e.g. ``"k'at"``."""

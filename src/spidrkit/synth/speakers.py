@@ -13,6 +13,7 @@ import random
 from dataclasses import asdict, dataclass
 
 from spidrkit.errors import ConfigError
+from spidrkit.synth.conditions import CLEAN, Conditions, Recording, draw_recording
 
 
 @dataclass(frozen=True)
@@ -157,10 +158,13 @@ class Speaker:
     pitch_range: int
     rate: int  # words per minute
     split: str  # "train" | "dev" | "test"
+    recording: Recording = Recording()
+    """Voice offsets and recording set-up (all neutral in the ``clean`` conditions)."""
 
     def voice_file_text(self) -> str:
         """The eSpeak voice file of this speaker."""
         t = timbre_by_name(self.timbre)
+        scale = self.recording.formant_scale
         lines = [
             "language en-us",
             f"name spidrkit-{self.id}",
@@ -168,9 +172,14 @@ class Speaker:
             f"pitch {self.pitch_base} {self.pitch_base + self.pitch_range}",
             "flutter 0",
         ]
-        lines += [f"formant {i} {f} {h} {w}" for i, f, h, w in t.formants]
-        if t.breath:
-            lines.append("breath " + " ".join(["0"] + [str(t.breath)] * 7))
+        factors = self.recording.formant_factors or ((1.0, 1.0, 1.0),) * len(t.formants)
+        lines += [
+            f"formant {i} {round(f * scale * ff)} {round(h * fh)} {round(w * fw)}"
+            for (i, f, h, w), (ff, fh, fw) in zip(t.formants, factors, strict=True)
+        ]
+        breath = self.recording.breath or t.breath
+        if breath:
+            lines.append("breath " + " ".join(["0"] + [str(breath)] * 7))
         if t.roughness:
             lines.append(f"roughness {t.roughness}")
         if t.klatt:
@@ -178,7 +187,9 @@ class Speaker:
         return "\n".join(lines) + "\n"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["recording"] = self.recording.to_dict()
+        return d
 
 
 def timbre_by_name(name: str) -> Timbre:
@@ -188,11 +199,15 @@ def timbre_by_name(name: str) -> Timbre:
     raise ConfigError(f"unknown timbre {name!r}; known: {', '.join(t.name for t in TIMBRES)}")
 
 
-def make_speakers(n_train: int, n_dev: int, n_test: int, seed: int) -> list[Speaker]:
+def make_speakers(
+    n_train: int, n_dev: int, n_test: int, seed: int, conditions: Conditions = CLEAN
+) -> list[Speaker]:
     """Draw distinct speakers for each split (disjoint by construction), deterministic in ``seed``.
 
     Dev and test speakers are drawn first so that each gets a timbre not used by the other held-out
-    split when possible; every speaker differs from every other in timbre, pitch or rate.
+    split when possible; every speaker differs from every other in timbre, pitch or rate. Unless the
+    conditions are ``clean``, each speaker also gets a drawn :class:`Recording` (formant and pitch
+    scale, rate, breathiness, room and microphone), which scales its grid pitch and replaces its rate.
     """
     grid = [(t, p, r) for t in TIMBRES for p in PITCH_SHIFTS for r in RATES]
     total = n_train + n_dev + n_test
@@ -216,15 +231,17 @@ def make_speakers(n_train: int, n_dev: int, n_test: int, seed: int) -> list[Spea
     splits = ["dev"] * n_dev + ["test"] * n_test + ["train"] * n_train
     speakers = []
     for i, ((timbre, shift, rate), split) in enumerate(zip(cycled, splits, strict=False)):
+        rec = draw_recording(conditions, f"{seed}/s{i:02d}")
         speakers.append(
             Speaker(
                 id=f"s{i:02d}",
                 timbre=timbre.name,
                 gender=timbre.gender,
-                pitch_base=round(timbre.pitch[0] * shift),
-                pitch_range=round(timbre.pitch[1] * shift),
-                rate=rate,
+                pitch_base=round(timbre.pitch[0] * shift * rec.pitch_scale),
+                pitch_range=round(timbre.pitch[1] * shift * rec.pitch_scale),
+                rate=round(rec.rate) if rec.rate else rate,
                 split=split,
+                recording=rec,
             )
         )
     return speakers

@@ -71,6 +71,7 @@ def make_train_loader(cfg: TrainConfig, dist: DistInfo) -> Any:
         rank=dist.rank,
         world_size=dist.world_size,
         frames_fn=_frames_fn(cfg),
+        targets=list(cfg.data.target_manifests) or None,
     )
 
 

@@ -190,12 +190,16 @@ class Trainer:
         attention_mask = batch.attention_mask
         if attention_mask is not None:
             attention_mask = attention_mask.to(self.device, non_blocking=True)
+        views = {}
+        target_waveforms = getattr(batch, "target_waveforms", None)
+        if target_waveforms is not None:
+            views["target_waveforms"] = target_waveforms.to(self.device, non_blocking=True)
         masked, samples = self._batch_counts(batch).tolist()
         buffers = {n: b.detach().clone() for n, b in self.model.named_buffers()}
 
         with self.engine.autocast():
             per_frame, monitors = wrapped(
-                waveforms, mask_indices=mask_indices, attention_mask=attention_mask
+                waveforms, mask_indices=mask_indices, attention_mask=attention_mask, **views
             )
         loss_sum = per_frame.float().sum()
         local_loss = float(loss_sum.detach()) / max(masked, 1.0) * self.dist.world_size

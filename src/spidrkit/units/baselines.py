@@ -47,7 +47,9 @@ class SpectralFeatures:
     """Log-mel or MFCC features as a feature source (single pseudo-layer 0).
 
     kind: "logmel" or "mfcc"; hop_ms: 10 or 20; n_mels defaults to 80 (log-mel) or 40 (MFCC);
-    n_ceps: MFCC coefficients kept; with_deltas: append first and second deltas (MFCC only).
+    n_ceps: MFCC coefficients kept; with_deltas: append first and second deltas (MFCC only);
+    cmvn: normalise each dimension to zero mean and unit variance over the utterance (the ZeroSpeech
+    MFCC baseline's per-utterance normalisation; it removes a fixed channel's cepstral offset).
     """
 
     kind: str = "mfcc"
@@ -55,6 +57,7 @@ class SpectralFeatures:
     n_mels: int | None = None
     n_ceps: int = 13
     with_deltas: bool = True
+    cmvn: bool = False
 
     batchable = True  # computed item by item: padding never leaks
 
@@ -72,7 +75,7 @@ class SpectralFeatures:
 
     @property
     def name(self) -> str:
-        return f"{self.kind}-{self.hop_ms}ms"
+        return f"{self.kind}-{self.hop_ms}ms" + ("-cmvn" if self.cmvn else "")
 
     @property
     def layers(self) -> list[int]:
@@ -104,13 +107,13 @@ class SpectralFeatures:
         power = torch.fft.rfft(frames, n=N_FFT).abs().pow(2)  # [T, 257]
         logmel = torch.log(power @ self._fbank + 1e-6)  # [T, n_mels]
         if self.kind == "logmel":
-            return logmel
+            return _cmvn(logmel) if self.cmvn else logmel
         assert self._dct is not None  # built for kind == "mfcc"
         ceps = logmel @ self._dct
         if self.with_deltas:
             d1 = deltas(ceps)
             ceps = torch.cat([ceps, d1, deltas(d1)], dim=-1)
-        return ceps
+        return _cmvn(ceps) if self.cmvn else ceps
 
     @torch.no_grad()
     def __call__(self, wavs: list[torch.Tensor]) -> dict[int, torch.Tensor]:
@@ -260,12 +263,23 @@ def _load_hf(name: str, normalize: bool | None) -> tuple[Any, bool | None]:
     return model, normalize
 
 
-def parse_baseline(spec: str, layers: list[int] | None, *, hop_ms: int = 20) -> Any:
+def _cmvn(x: torch.Tensor) -> torch.Tensor:
+    """Per-dimension mean and variance normalisation over frames ``[T, D]`` (population std)."""
+    mean = x.mean(0, keepdim=True)
+    std = x.std(0, unbiased=False, keepdim=True) if x.shape[0] > 1 else torch.ones_like(mean)
+    return (x - mean) / std.clamp_min(1e-5)
+
+
+def parse_baseline(
+    spec: str, layers: list[int] | None, *, hop_ms: int = 20, cmvn: bool = False
+) -> Any:
     """``mfcc`` | ``logmel`` | ``hf:<path-or-name>`` -> a feature source."""
     if spec in ("mfcc", "logmel"):
         if layers not in (None, [], [0]):
             raise ConfigError(f"--layers does not apply to the {spec} baseline")
-        return SpectralFeatures(kind=spec, hop_ms=hop_ms)
+        return SpectralFeatures(kind=spec, hop_ms=hop_ms, cmvn=cmvn)
+    if cmvn:
+        raise ConfigError("--cmvn applies to the mfcc and logmel baselines only")
     if spec.startswith("hf:"):
         name = spec[3:]
         if not name:
