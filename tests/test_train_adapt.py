@@ -124,8 +124,10 @@ def test_missing_checkpoint_and_weightless_preset_are_clear(corpus, tmp_path):
         _adapt_cfg(corpus, tmp_path / "a", tmp_path / "nope.pt")
     with pytest.raises(ConfigError, match="has no published weights"):
         _adapt_cfg(corpus, tmp_path / "a", "spidr_tiny")
-    with pytest.raises(ConfigError, match=r"init_codebooks: 'kmeans' needs run.init_checkpoint"):
+    with pytest.raises(ConfigError, match=r"init_checkpoint: empty: .* --init CKPT_OR_PRESET"):
         load_train_config(ADAPT_TOML, _adapt_sets(corpus, tmp_path / "b"))
+    with pytest.raises(ConfigError, match=r"init_codebooks: 'kmeans' needs run.init_checkpoint"):
+        load_train_config(TINY_TOML, ["run.init_codebooks=kmeans"])
 
 
 def test_teacher_reset_to_the_student(corpus, source, tmp_path):
@@ -199,9 +201,13 @@ def test_kmeans_codebooks_fit_the_new_data(corpus, source, tmp_path):
 
 
 def test_adaptation_resumes_bitwise_after_a_kill(corpus, source, tmp_path):
-    """The shipped recipe through the CLI (k-means codebooks, a frozen extractor): killed after
+    """The shipped recipe through the CLI (+ k-means codebooks, a frozen extractor): killed after
     step 3, resumed to step 6, equal bit for bit to an uninterrupted run; both record the start."""
-    extra = {"run.init_kmeans_seconds": 4, "run.freeze_extractor": "true"}
+    extra = {
+        "run.init_codebooks": "kmeans",
+        "run.init_kmeans_seconds": 4,
+        "run.freeze_extractor": "true",
+    }
 
     def args(out):
         a = ["train", "adapt", "--init", str(source)]

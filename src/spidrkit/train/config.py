@@ -56,7 +56,8 @@ class RunConfig:
         with published weights (``spidr_base``, ...), an official/spidrkit checkpoint, a model
         folder, a ``.safetensors`` file or a fairseq DinoSR checkpoint. The ``[model]`` section then
         comes from the checkpoint (keys given override its training controls; architecture keys
-        must agree); the optimizer and LR schedule start fresh (:mod:`spidrkit.train.adapt`) [none].
+        must agree); the optimizer and LR schedule start fresh (:mod:`spidrkit.train.adapt`).
+        ``""`` (the ``adapt`` recipe) means: required, give it with ``--init`` [none].
     init_teacher: "checkpoint" (the checkpoint's teacher) or "student" (a copy of its student)
         [checkpoint].
     init_codebooks: "checkpoint" (its codebooks) or "kmeans" (k-means of the teacher's layer
@@ -111,7 +112,12 @@ class RunConfig:
             errors.append(f"freeze_layers: {self.freeze_layers} must be >= 0")
         if self.init_kmeans_seconds <= 0:
             errors.append(f"init_kmeans_seconds: {self.init_kmeans_seconds} must be > 0")
-        if not self.init_checkpoint:
+        if self.init_checkpoint == "":
+            errors.append(
+                "init_checkpoint: empty: this config starts from a pretrained model; give it with "
+                "spidrkit train CONFIG --init CKPT_OR_PRESET"
+            )
+        elif not self.init_checkpoint:
             for name, default in (("init_teacher", "checkpoint"), ("init_codebooks", "checkpoint")):
                 if getattr(self, name) != default:
                     errors.append(
