@@ -32,6 +32,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-logo --no-cache   # the layers of pyproject.toml [tool.importlinter]: imports point down, no cycles
 
 format: $(STAMP)
 	$(BIN)/ruff format src tests bench

@@ -71,6 +71,11 @@ def test_cli_units_jsonl_defaults_to_identical(tmp_path, capsys):
     (res,) = read_results_json(out)
     assert res.config.distance == "identical"
     assert res.error == 0.0
+    capsys.readouterr()
+    assert main(["abx", str(item), str(tmp_path / "u.jsonl"), "--json", "-"]) == 0
+    (printed,) = json.loads(capsys.readouterr().out)["results"]  # the JSON only, no table
+    (written,) = json.loads(out.read_text())["results"]
+    assert {**printed, "seconds": 0} == {**written, "seconds": 0}  # all but the run time
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):

@@ -10,10 +10,13 @@ import os
 import subprocess
 import sys
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from spidrkit.cli.main import main as cli_main
 from spidrkit.errors import CheckpointError, ConfigError, DataError, OutputError, worker_message
@@ -500,7 +503,7 @@ def test_disk_full_mid_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch):
             raise OSError(errno.ENOSPC, "No space left on device")
         return self.f.write(data)
 
-    monkeypatch.setattr(ckpt._HashingWriter, "write", full)
+    monkeypatch.setattr(ckpt.HashingWriter, "write", full)
     with pytest.raises(OutputError, match=r"checkpoint_00000002.pt: cannot write \(No space"):
         ckpt.save_checkpoint(tmp_path, 2, {"model": {"w": torch.ones(10_000)}}, keep_last=1)
     assert first.read_bytes() == before and ckpt.verify_checkpoint(first) is None
@@ -526,3 +529,466 @@ def test_file_size_limit_in_cli_is_one_line_and_keeps_old_output(corpus, tmp_pat
     assert len(lines) == 1 and "m.csv: cannot write (File too large)" in lines[0], proc.stderr
     assert out.read_text() == "fileid,path,num_samples\nold,old.wav,1\n"
     assert not list(tmp_path.glob(".m.csv.*"))
+
+
+# ================================================================= round two (issue 18): classes
+# Each test below generates its cases (file kinds x commands, path shapes, device names, umasks,
+# count matrices) rather than listing the examples of the issue.
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory):
+    from bad_files import make_zoo
+
+    root = tmp_path_factory.mktemp("zoo")
+    return root, make_zoo(root / "files")
+
+
+def _run_line(capsys, line):
+    """``spidrkit LINE`` in-process: (exit code, non-warning stderr lines)."""
+    import logging
+    import shlex
+
+    args = shlex.split(line)
+    if args[0] not in ("info", "convert", "check-config", "manifest", "unit-quality", "plot"):
+        args.append("--no-progress")
+    logging.disable(logging.CRITICAL)
+    try:
+        code = cli_main(args)
+    except SystemExit as exc:
+        code = exc.code
+    finally:
+        logging.disable(logging.NOTSET)
+    err = capsys.readouterr().err
+    return code, [x for x in err.splitlines() if x.strip() and "warning:" not in x]
+
+
+def _slots():
+    from bad_files import SLOTS
+
+    return SLOTS
+
+
+@pytest.mark.parametrize(("slot", "takes"), _slots(), ids=[s.split(" {")[0] for s, _ in _slots()])
+def test_every_file_kind_in_every_file_slot_is_a_one_line_error(zoo, slot, takes, capsys):
+    """Class 4: a file that is not what the slot takes (text named .pt, an LM checkpoint for an
+    encoder, bit flips, a truncated config.json beside a checkpoint, pickles, folders, ...)."""
+    root, files = zoo
+    out = root / "out"
+    out.mkdir(exist_ok=True)
+    fmt = {k: str(v) for k, v in files.items()} | {
+        "out": str(out),
+        "audio": str(files["wav"].parent),
+    }
+    bad = []
+    for kind, path in files.items():
+        if kind in takes:
+            continue
+        code, lines = _run_line(capsys, slot.replace("{}", str(path)).format(**fmt))
+        if not (code == 2 and len(lines) == 1 and "internal error" not in lines[0]):
+            bad.append((kind, code, lines[:3]))
+    assert not bad, bad
+    assert not list(files["model"].parent.glob("c.pt*"))  # nothing written beside the inputs
+
+
+def test_artefacts_carry_a_checksum_and_a_flipped_byte_is_caught_by_every_reader(zoo):
+    from spidrkit.lm.train import load_lm
+    from spidrkit.models.checkpoint import read_checkpoint
+    from spidrkit.units.kmeans import KMeans
+
+    _, files = zoo
+    for kind in ("model", "safetensors", "kmeans", "lm"):
+        assert files[kind].with_name(files[kind].name + ".sha256").is_file(), kind
+    for reader, kind in (
+        (read_checkpoint, "flipped_model"),
+        (read_checkpoint, "flipped_safetensors"),
+        (KMeans.load, "flipped_kmeans"),
+        (load_lm, "flipped_lm"),
+    ):
+        with pytest.raises(CheckpointError, match="SHA-256"):
+            reader(files[kind])
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(
+    st.lists(
+        st.sampled_from(["a", "b", ".", "..", "", " ", "\\", "\x00", "\x01", "C:", "é", "x" * 300]),
+        min_size=1,
+        max_size=5,
+    ),
+    st.booleans(),
+    st.booleans(),
+)
+def test_any_fileid_lands_inside_the_output_folder_or_is_refused(parts, lead, trail):
+    """Class 6: path shapes. Through a symlinked folder inside ``out`` too."""
+    import tempfile
+
+    from spidrkit.utils.paths import inside
+
+    name = ("/" if lead else "") + "/".join(parts) + ("/" if trail else "")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "out"
+        (root / "a").mkdir(parents=True)
+        (Path(tmp) / "elsewhere").mkdir()
+        os.symlink(Path(tmp) / "elsewhere", root / "b")  # "b/..." leaves the folder
+        try:
+            path = inside(root, name, ".pt")
+        except DataError:
+            return
+        real_root = root.resolve()
+        assert real_root in path.parent.resolve().parents or path.parent.resolve() == real_root
+        assert not path.name.startswith(".") or name.split("/")[-1].startswith(".")
+        assert path.name != ".pt"
+
+
+def test_symlink_loops_list_each_file_once_and_duplicate_feature_files_are_refused(tmp_path):
+    import soundfile as sf
+
+    from spidrkit.data.scan import scan_directory
+    from spidrkit.units.files import list_features
+
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    sf.write(tmp_path / "a" / "b" / "x.wav", np.zeros(4000, np.float32), 16000)
+    os.symlink("..", tmp_path / "a" / "b" / "up")  # a loop
+    os.symlink(tmp_path / "a", tmp_path / "again")  # the same folder twice
+    m = scan_directory(tmp_path, show_progress=False)
+    assert len(m) == 1
+    feats = tmp_path / "f"
+    feats.mkdir()
+    torch.save(torch.zeros(2, 2), feats / "u.pt")
+    np.save(feats / "u.npy", np.zeros((2, 2), np.float32))
+    with pytest.raises(DataError, match="u.npy and u.pt both hold fileid 'u'"):
+        list_features(feats)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002, 0o027])
+def test_outputs_follow_the_umask(tmp_path, umask):
+    from spidrkit.utils.files import atomic_path, atomic_write
+
+    old = os.umask(umask)
+    try:
+        with atomic_write(tmp_path / "a.bin", digest=True) as f:
+            f.write(b"x")
+        with atomic_path(tmp_path / "b.bin") as p:
+            p.write_bytes(b"y")
+    finally:
+        os.umask(old)
+    for name in ("a.bin", "a.bin.sha256", "b.bin"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+
+
+@pytest.mark.parametrize("device", ["cuda:0", "cuda:7", "meta", "xla", "mps", "", "cuda:x", "gpu"])
+def test_devices_that_cannot_run_are_one_line_errors(device, tmp_path, capsys, monkeypatch):
+    from spidrkit.utils.device import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    with pytest.raises(ConfigError, match="device"):
+        resolve_device(device)
+    item = tmp_path / "x.item"
+    item.write_text("#file onset offset #phone prev-phone next-phone speaker\n")
+    code, lines = _run_line(capsys, f"abx {item} {tmp_path} --device '{device}'")
+    assert code == 2 and len(lines) == 1 and f"device {device!r}" in lines[0], lines
+
+
+def test_unit_lm_stops_on_a_non_finite_loss_and_claims_no_model(tmp_path, monkeypatch, capsys):
+    """Class 2: a NaN loss ends lm-train with exit 2; no best.pt is written or printed."""
+    from spidrkit.lm.model import UnitLM
+
+    units = tmp_path / "u.jsonl"
+    rng = np.random.default_rng(0)
+    units.write_text(
+        "".join(
+            json.dumps({"audio": f"u{i}", "units": rng.integers(0, 16, 40).tolist()}) + "\n"
+            for i in range(20)
+        )
+    )
+    forward = UnitLM.forward
+
+    def nan_forward(self, tokens):
+        out = forward(self, tokens)
+        return out * float("nan")
+
+    monkeypatch.setattr(UnitLM, "forward", nan_forward)
+    out = tmp_path / "lm"
+    code, lines = _run_line(
+        capsys,
+        f"lm-train {REPO / 'configs' / 'lm_tiny.toml'} --set data.train='{units}' "
+        f"--set run.output_dir='{out}' --set run.max_steps=3 --set data.block_size=32 "
+        "--set data.max_tokens=64 --set run.device=cpu --set run.tensorboard=false",
+    )
+    assert code == 2 and len(lines) == 1 and "non-finite" in lines[0], lines
+    assert not (out / "best.pt").exists()
+    assert not list(out.glob("checkpoint_*.pt"))
+
+
+@settings(max_examples=80, deadline=None, derandomize=True)
+@given(
+    st.integers(1, 5).flatmap(
+        lambda r: st.integers(1, 5).flatmap(
+            lambda c: st.lists(
+                st.lists(st.integers(0, 50), min_size=c, max_size=c), min_size=r, max_size=r
+            )
+        )
+    )
+)
+def test_unit_quality_metrics_are_finite_or_an_error(counts):
+    """Class 2: PNMI of a one-phone label set (or no frame) is an error, never ``nan``."""
+    from spidrkit.eval.unit_quality import metrics_from_counts
+
+    try:
+        values = metrics_from_counts(np.asarray(counts, dtype=np.int64))
+    except DataError:
+        c = np.asarray(counts)
+        assert c.sum() == 0 or (c.sum(1) > 0).sum() == 1
+        return
+    assert all(np.isfinite(v) for v in values)
+
+
+def test_stale_features_and_kmeans_of_another_source_or_layer_are_refused(zoo, tmp_path, capsys):
+    """Class 3: outputs record what produced them; a re-run or a consumer with another source,
+    layer or option is refused instead of mixing."""
+    _, files = zoo
+    out = tmp_path / "feats"
+    m = files["manifest"]
+    assert _run_line(capsys, f"extract {m} --baseline mfcc --out {out}")[0] == 0
+    assert _run_line(capsys, f"extract {m} --baseline mfcc --out {out}")[0] == 0  # resumes
+    for other in (
+        "--baseline logmel",
+        "--baseline mfcc --hop-ms 10",
+        "--baseline mfcc --cmvn",
+        "--baseline mfcc --format npy",
+    ):
+        code, lines = _run_line(capsys, f"extract {m} {other} --out {out}")
+        assert code == 2 and len(lines) == 1 and "made differently" in lines[0], (other, lines)
+    code, lines = _run_line(capsys, f"extract {m} --model {files['model']} --layers 2 --out {out}")
+    assert code == 2 and "model_digest" in lines[0], lines
+    # k-means remembers the features' source: features of another source are refused
+    km = tmp_path / "km.pt"
+    assert _run_line(capsys, f"kmeans --features {out} -k 2 --out {km}")[0] == 0
+    other = tmp_path / "feats10"
+    assert _run_line(capsys, f"extract {m} --baseline mfcc --hop-ms 10 --out {other}")[0] == 0
+    code, lines = _run_line(
+        capsys, f"units --features {other} --kmeans {km} --out {tmp_path / 'u.jsonl'}"
+    )
+    assert code == 2 and "another source" in lines[0] and "hop_ms" in lines[0], lines
+    # ... and its layer: the zoo's k-means is of layer 2
+    code, lines = _run_line(
+        capsys,
+        f"units {m} --model {files['model']} --layer 3 --kmeans {files['kmeans']} "
+        f"--out {tmp_path / 'u.jsonl'}",
+    )
+    assert code == 2 and "trained on layer 2" in lines[0], lines
+    assert not (tmp_path / "u.jsonl").exists()
+
+
+def test_unrecorded_outputs_are_not_vouched_for(tmp_path):
+    from spidrkit.utils.provenance import check_producer, check_record, write_record
+
+    (tmp_path / "x.pt").write_bytes(b"old")
+    with pytest.raises(ConfigError, match="no record of what produced them"):
+        check_record(tmp_path, {"seed": 0}, what="features", has_outputs=True)
+    stage = tmp_path / "stage"
+    assert check_producer(stage, {"seed": 0}, what="a demo stage") is False
+    write_record(stage, {"seed": 0})
+    assert check_producer(stage, {"seed": 0}, what="a demo stage") is True
+    with pytest.raises(ConfigError, match=r"seed: 0 -> 1"):
+        check_producer(stage, {"seed": 1}, what="a demo stage")
+
+
+def test_sizes_derived_from_input_are_bounded(tmp_path):
+    """Class 5: tiny inputs that claim huge sizes are refused before anything is allocated."""
+    import struct
+
+    from spidrkit.audio.io import audio_info, load_audio
+    from spidrkit.config import read_toml
+    from spidrkit.errors import AudioError
+    from spidrkit.eval.abx.items import read_item_file
+    from spidrkit.units.files import read_units
+
+    for rate in (1, 2, 999, 10**7):
+        data = b"\0\0" * 64
+        wav = tmp_path / f"r{rate}.wav"
+        fmt = struct.pack("<IHHIIHH", 16, 1, 1, rate, 2 * rate, 2, 16)
+        riff = b"WAVEfmt " + fmt + b"data" + struct.pack("<I", len(data)) + data
+        wav.write_bytes(b"RIFF" + struct.pack("<I", len(riff)) + riff)
+        for reader in (audio_info, load_audio):
+            with pytest.raises(AudioError, match=f"{rate} Hz"):
+                reader(wav)
+    head = "#file onset offset #phone prev-phone next-phone speaker\n"
+    for onset, offset in ((1e9, 1e9 + 0.1), (0.0, 3600.0), (86400.0, 86401.0)):
+        item = tmp_path / "x.item"
+        item.write_text(head + f"a {onset} {offset} p # # s\n")
+        with pytest.raises(DataError, match="x.item:2: an item ends after"):
+            read_item_file(item)
+    wav = tmp_path / "c65.wav"  # 65 channels
+    fmt = struct.pack("<IHHIIHH", 16, 1, 65, 16000, 2 * 16000 * 65, 2 * 65, 16)
+    riff = b"WAVEfmt " + fmt + b"data" + struct.pack("<I", 130) + bytes(130)
+    wav.write_bytes(b"RIFF" + struct.pack("<I", len(riff)) + riff)
+    with pytest.raises(AudioError, match="65 channels"):
+        audio_info(wav)
+    import soundfile as sf
+
+    flac = tmp_path / "huge.flac"  # a FLAC header claiming 2^36 - 1 samples (1193 h)
+    sf.write(flac, np.zeros(1600, np.float32), 16000)
+    raw = bytearray(flac.read_bytes())
+    field = int.from_bytes(raw[18:26], "big") | ((1 << 36) - 1)
+    raw[18:26] = field.to_bytes(8, "big")
+    flac.write_bytes(bytes(raw))
+    with pytest.raises(AudioError, match="over the 24 h"):
+        load_audio(flac)
+    units = tmp_path / "u.jsonl"
+    units.write_text(json.dumps({"audio": "a", "units": [1, 2], "durations": [2**24, 2**24]}))
+    with pytest.raises(DataError, match="add up to 33554432 frames"):
+        read_units(units)
+    with pytest.raises(ConfigError, match="/dev/zero: over 4 MiB"):
+        read_toml("/dev/zero")
+    from spidrkit.eval.abx.result import read_results_json
+
+    with pytest.raises(DataError, match="/dev/zero: over 64 MiB"):
+        read_results_json("/dev/zero")
+
+
+def test_outputs_as_a_set_and_never_onto_an_input(zoo, tmp_path, capsys):
+    """Class 7 (and 6): --out and --txt are written together or not at all; an output never
+    replaces an input or the other output; convert leaves a run's config.json alone."""
+    _, files = zoo
+    feats, km = files["features"], files["kmeans"]
+    old = tmp_path / "u.jsonl"
+    old.write_text('{"audio": "old", "units": [1]}\n')
+    ro = Path("/sys")  # a folder nobody (root included) may create files in
+    code, lines = _run_line(
+        capsys, f"units --features {feats} --kmeans {km} --out {old} --txt {ro / 'u.txt'}"
+    )
+    assert code == 2 and len(lines) == 1 and "cannot write" in lines[0], lines
+    assert old.read_text() == '{"audio": "old", "units": [1]}\n'
+    code, lines = _run_line(
+        capsys, f"units --features {feats} --kmeans {km} --out {old} --txt {old}"
+    )
+    assert code == 2 and "also --out" in lines[0], lines
+    wav = files["wav"]
+    before = wav.read_bytes()
+    for out in (wav, wav.parent / "new.wav", files["manifest"].parent):
+        code, lines = _run_line(capsys, f"manifest {wav.parent} -o {out}")
+        assert code == 2 and len(lines) == 1, lines
+    assert wav.read_bytes() == before and not (wav.parent / "new.wav").exists()
+    code, lines = _run_line(capsys, f"convert {files['model']} {files['model']}")
+    assert code == 2 and "refusing to overwrite" in lines[0]
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text('{"run": {"max_steps": 5}}')
+    assert _run_line(capsys, f"convert {files['model']} {run / 'm.pt'}")[0] == 0
+    assert (run / "config.json").read_text() == '{"run": {"max_steps": 5}}'
+
+
+def test_plot_on_a_full_disk_keeps_the_previous_image(zoo, tmp_path, capsys, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    _, files = zoo
+    png = tmp_path / "p.png"
+    png.write_bytes(b"previous image")
+
+    def full(self, f, **kwargs):
+        f.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", full)
+    code, lines = _run_line(capsys, f"plot phone-unit {files['quality_json']} --out {png}")
+    assert code == 2 and len(lines) == 1 and "No space left" in lines[0], lines
+    assert png.read_bytes() == b"previous image" and not list(tmp_path.glob(".p.png*"))
+
+
+@pytest.mark.parametrize("where", ["init_checkpoint", "resume"])
+def test_refused_pickles_in_training_are_one_line(corpus, tmp_path, capsys, where, zoo):
+    _, files = zoo
+    out = tmp_path / "run"
+    sets = tiny_overrides(corpus, out, **{"run.max_steps": 1})
+    if where == "init_checkpoint":
+        sets.append(f"run.init_checkpoint='{files['pickle_pt']}'")
+    else:
+        (out / "checkpoints").mkdir(parents=True)
+        (out / "checkpoints" / "checkpoint_00000001.pt").write_bytes(
+            files["pickle_pt"].read_bytes()
+        )
+    args = " ".join(f'--set "{s}"' for s in sets)
+    code, lines = _run_line(capsys, f"train {TINY_TOML} {args} --set run.max_steps=2")
+    assert code == 2 and len(lines) == 1, lines
+    assert "pickled Python objects (argparse.ArgumentParser), refused" in lines[0], lines
+
+
+def test_a_diverged_unit_lm_is_refused_when_loaded_and_when_scoring(tmp_path):
+    from spidrkit.lm.config import LM_PRESETS
+    from spidrkit.lm.model import UnitLM
+    from spidrkit.lm.score import score_sequences
+    from spidrkit.lm.train import load_lm, save_lm
+
+    lm = UnitLM(LM_PRESETS["lm_tiny"])
+    with torch.no_grad():
+        next(lm.parameters()).fill_(float("nan"))
+    save_lm(tmp_path / "best.pt", lm)
+    with pytest.raises(CheckpointError, match="hold NaN/inf"):
+        load_lm(tmp_path / "best.pt")
+    with pytest.raises(CheckpointError, match="non-finite log-likelihood"):
+        score_sequences(lm, [[1, 2, 3]], names=["a.wav"])
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(
+    key=st.sampled_from(
+        ["pnmi", "phones", "units", "counts", "perplexity", "error", "layer", "results", "config"]
+    ),
+    value=st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-5, 5),
+        st.floats(allow_nan=False),
+        st.text(max_size=3),
+        st.lists(st.one_of(st.integers(-2, 2), st.text(max_size=2)), max_size=3),
+        st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
+    ),
+)
+def test_plot_inputs_with_wrong_values_are_one_line_errors(zoo, key, value):
+    """Class 4: result files whose fields hold other types or values: a plot or one line."""
+    pytest.importorskip("matplotlib")
+    import contextlib
+    import io as _io
+    import tempfile
+
+    _, files = zoo
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind, plot in (("quality_json", "phone-unit"), ("abx_json", "abx-layers")):
+            data = json.loads(files[kind].read_text())
+            target = data["results"][0] if kind == "abx_json" and key != "results" else data
+            target[key] = value
+            path = Path(tmp) / "in.json"
+            path.write_text(json.dumps(data))
+            err = _io.StringIO()
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(_io.StringIO()):
+                code = cli_main(["plot", plot, str(path), "--out", str(Path(tmp) / "p.png")])
+            lines = [x for x in err.getvalue().splitlines() if x.strip()]
+            assert code == 0 or (code == 2 and len(lines) == 1), (kind, key, value, lines)
+
+
+def test_unexpected_exceptions_are_one_line_internal_errors(monkeypatch, capsys):
+    from spidrkit.cli import env as env_cmd
+    from spidrkit.errors import SpidrkitError
+
+    def boom(args):
+        raise ZeroDivisionError("division by zero\nsecond line")
+
+    monkeypatch.setattr(env_cmd, "run", boom)
+    code = cli_main(["env"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and "internal error: ZeroDivisionError" in lines[0]
+    with pytest.raises(ZeroDivisionError):
+        cli_main(["-v", "env"])
+
+    def multi(args):
+        raise SpidrkitError("first\n  second\n  third")
+
+    monkeypatch.setattr(env_cmd, "run", multi)
+    assert cli_main(["env"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "spidrkit env: error: first; second; third"
+    ]

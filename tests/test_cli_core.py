@@ -53,7 +53,7 @@ def test_info_and_convert(tmp_path, capsys) -> None:
     torch.manual_seed(0)
     model = build_model("spidr", PRESETS["spidr_tiny"].config)
     save_model(model, tmp_path / "a" / "m.pt")
-    assert main(["info", str(tmp_path / "a" / "m.pt"), "--json"]) == 0
+    assert main(["info", str(tmp_path / "a" / "m.pt"), "--json", "-"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["model_type"] == "spidr" and info["config"]["encoder_embed_dim"] == 64
     assert info["parameters"]["student"] == sum(p.numel() for p in model.student.parameters())
@@ -75,7 +75,7 @@ def test_check_config_knows_lm_configs(capsys) -> None:
     from pathlib import Path
 
     lm_toml = Path(__file__).parent.parent / "configs" / "lm_tiny.toml"
-    assert main(["check-config", str(lm_toml), "--json"]) == 0
+    assert main(["check-config", str(lm_toml), "--json", "-"]) == 0
     resolved = json.loads(capsys.readouterr().out)
     assert resolved["preset"] == "lm_tiny" and "lr" in resolved["optimizer"]
     assert main(["check-config", str(lm_toml), "--set", "optimizer.lrr=1"]) == 2

@@ -135,8 +135,62 @@ def test_shipped_configs(tmp_path, monkeypatch, capsys) -> None:
     assert main(["config", "copy", "base", "my.toml"]) == 0
     assert (tmp_path / "my.toml").read_text().startswith("# SpidR base")
     assert main(["config", "copy", "base", "my.toml"]) == 2  # no silent overwrite
-    assert main(["check-config", "tiny", "--json"]) == 0
-    assert main(["check-config", "lm_tiny", "--json"]) == 0
+    assert main(["check-config", "tiny", "--json", "-"]) == 0
+    assert main(["check-config", "lm_tiny", "--json", "-"]) == 0
     capsys.readouterr()
     assert main(["check-config", "tinyy"]) == 2
     assert "shipped configs: adapt, base" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ --json
+
+JSON_COMMANDS = {
+    "abx": ["x.item", "feats/"],
+    "unit-quality": ["labels.jsonl", "units.jsonl"],
+    "info": ["spidr_tiny"],
+    "check-config": ["tiny"],
+    "slm-eval": BASE["slm-eval"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(JSON_COMMANDS))
+def test_json_takes_a_path_everywhere(command: str, capsys) -> None:
+    args = parse([command, *JSON_COMMANDS[command], "--json", "out.json"])
+    assert args.json_out == "out.json"
+    assert parse([command, *JSON_COMMANDS[command], "--json", "-"]).json_out == "-"
+    assert parse([command, *JSON_COMMANDS[command]]).json_out is None
+    with pytest.raises(SystemExit) as exc:  # the old bare flag: a usage error with the new spelling
+        parse([command, *JSON_COMMANDS[command], "--json"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--json needs a file to write" in err and "'--json -'" in err
+
+
+def test_json_file_and_stdout_hold_the_same_data(tmp_path, capsys) -> None:
+    import json
+
+    assert main(["check-config", "tiny", "--json", "-"]) == 0
+    captured = capsys.readouterr()
+    on_stdout = json.loads(captured.out)  # nothing but the JSON on stdout
+    assert "train_manifests" in captured.err  # the note moved to stderr
+    assert main(["check-config", "tiny", "--json", str(tmp_path / "c.json")]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("# resolved from tiny") and "[optimizer]" in text  # TOML text as before
+    assert json.loads((tmp_path / "c.json").read_text()) == on_stdout
+    assert on_stdout["model"]["encoder_embed_dim"] == 64
+
+    assert main(["info", "spidr_tiny", "--json", str(tmp_path / "i.json")]) == 0
+    assert capsys.readouterr().out.startswith("checkpoint ")
+    assert main(["info", "spidr_tiny", "--json", "-"]) == 0
+    assert json.loads(capsys.readouterr().out) == json.loads((tmp_path / "i.json").read_text())
+
+
+def test_docs_config_list_is_the_real_output(capsys) -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).parent.parent / "docs" / "cli.md").read_text()
+    block = doc.split("`spidrkit config list` prints each name")[1].split("```text\n")[1]
+    block = block.split("```")[0]
+    assert main(["config", "list"]) == 0
+    real = capsys.readouterr().out
+    assert block == real, "docs/cli.md: replace the `config list` block with the real output"

@@ -37,9 +37,13 @@ def test_apply_threads_sets_and_validates():
 
 
 def test_cli_bad_threads_is_one_line_error(tmp_path, capsys):
-    assert main(["abx", str(tmp_path / "x.item"), str(tmp_path), "--threads", "0"]) == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["abx", str(tmp_path / "x.item"), str(tmp_path), "--threads", "0"])
+    assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["spidrkit abx: error: --threads must be >= 1, got 0"]
+    assert err == [
+        "spidrkit abx: error: argument --threads: 0 is not in [1, 4096] (see spidrkit abx --help)"
+    ]
 
 
 def test_cli_sets_passive_wait_before_torch_loads():

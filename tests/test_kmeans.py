@@ -80,7 +80,7 @@ def test_save_load_weights_only(tmp_path: Path) -> None:
 def test_errors_are_clear() -> None:
     with pytest.raises(DataError, match="at least 10 frames"):
         fit_kmeans(torch.randn(5, 2), KMeansConfig(k=10))
-    with pytest.raises(ConfigError, match="k must be"):
+    with pytest.raises(ConfigError, match="k: 0 is not in"):
         fit_kmeans(torch.randn(5, 2), KMeansConfig(k=0))
     km = KMeans(torch.randn(3, 4), {"layer": 6})
     with pytest.raises(DataError, match="dimension 4"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import shutil
@@ -14,9 +15,10 @@ from spidrkit.config import from_dict
 from spidrkit.errors import DataError
 from spidrkit.lm.config import LMTrainConfig
 from spidrkit.lm.data import LMBatches, UnitRecord, read_units_jsonl
-from spidrkit.lm.train import load_lm, train_lm
+from spidrkit.lm.train import build_datasets, load_lm, train_lm
 from spidrkit.lm.vocab import PAD, encode
 from spidrkit.train.checkpoint import list_checkpoints, load_checkpoint
+from spidrkit.units.kmeans import KMeans
 
 NUM_UNITS = 16
 
@@ -145,8 +147,37 @@ def test_resume_equals_straight_run(tmp_path):
 
 def test_unit_range_checked_against_the_model(tmp_path):
     train = _write_units(tmp_path / "t.jsonl", [("a", [1, 2, 40]), ("b", [3, 4])])
-    with pytest.raises(DataError, match="unit 40 found.*model.num_units=41"):
+    with pytest.raises(DataError, match="unit 40 found but model.num_units = 16 is too small") as e:
         train_lm(_cfg(tmp_path, train, tmp_path / "r", max_steps=1), show_progress=False)
+    assert "at least 41" in str(e.value) and "\n" not in str(e.value)
+
+
+def _cfg_without_num_units(tmp_path, train, out, **data):
+    cfg = _cfg(tmp_path, train, out, max_steps=1)
+    return dataclasses.replace(
+        cfg, model={"dropout": 0.1}, data=dataclasses.replace(cfg.data, **data)
+    )
+
+
+def test_num_units_come_from_the_units_or_the_kmeans(tmp_path):
+    rows = [(f"u{i}", [1, 2, 40, 3, i % 5]) for i in range(20)]
+    train = _write_units(tmp_path / "t.jsonl", rows)
+    cfg = _cfg_without_num_units(tmp_path, train, tmp_path / "a")
+    model_cfg, _, _ = build_datasets(cfg)
+    assert model_cfg.num_units == 41  # largest unit + 1, no --set model.num_units needed
+    train_lm(cfg, show_progress=False)
+    assert load_lm(tmp_path / "a" / "best.pt").cfg.num_units == 41
+    saved = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert saved["model"]["num_units"] == 41  # the run folder records what the data gave
+
+    KMeans(torch.zeros(64, 3), {"k": 64}).save(tmp_path / "km.pt")
+    cfg = _cfg_without_num_units(tmp_path, train, tmp_path / "b", kmeans=tmp_path / "km.pt")
+    assert build_datasets(cfg)[0].num_units == 64  # the k-means knows units the data misses
+
+    KMeans(torch.zeros(32, 3), {"k": 32}).save(tmp_path / "km32.pt")
+    cfg = _cfg_without_num_units(tmp_path, train, tmp_path / "c", kmeans=tmp_path / "km32.pt")
+    with pytest.raises(DataError, match="unit 40 found but the k-means .*km32.pt has k = 32"):
+        build_datasets(cfg)
 
 
 def test_train_then_slm_eval_lexical(tmp_path, capsys):

@@ -25,7 +25,7 @@ def test_shape_and_same_m_per_row():
 
 @pytest.mark.parametrize("frames", [250, 500, 1000])
 def test_default_fraction_is_55_to_60_percent(frames):
-    # one row: no subsampling to the batch minimum, the number SPEC section 2 quotes
+    # one row: no subsampling to the batch minimum, the number docs/data.md quotes
     fractions = [
         compute_mask_indices((1, frames), None, rng=mask_rng(1, 0, b)).shape[1] / frames
         for b in range(200)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +13,7 @@ import torch
 from spidrkit.errors import CheckpointError
 from spidrkit.models import PRESETS, build_model
 from spidrkit.models.checkpoint import (
+    convert_fairseq_dinosr,
     infer_config,
     load_model,
     read_checkpoint,
@@ -96,85 +99,140 @@ def test_pickled_code_is_refused(tmp_path) -> None:
         read_checkpoint(tmp_path / "evil.pt")
 
 
-def to_fairseq(model) -> dict:
-    """Write a spidrkit DinoSR in the original fairseq layout (inverse of SPEC section 3's table)."""
-    sd = model.state_dict()
-    out, ema = {}, {}
-    layer_map = {
-        "attention.proj.": "self_attn.out_proj.",
-        "layer_norm.": "self_attn_layer_norm.",
-        "feed_forward.intermediate_dense.": "fc1.",
-        "feed_forward.output_dense.": "fc2.",
-        "final_layer_norm.": "final_layer_norm.",
+FIXTURES = Path(__file__).parent / "fixtures"
+# base size -> tiny size (tests.models.config.tiny_overrides): conv channels, width, feed-forward,
+# codewords, and channels per positional-conv group (768 / 16 -> 64 / 16)
+TINY_DIMS = {512: 32, 768: 64, 3072: 128, 256: 16, 48: 4}
+
+
+def fairseq_base_keys() -> dict[str, tuple[int, ...]]:
+    """The fixture: every key of an original fairseq DinoSR base checkpoint, with its shape."""
+    keys = {}
+    for line in (FIXTURES / "fairseq-dinosr-base-keys.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, shape, _ = line.split("\t")
+            keys[name] = tuple(int(x) for x in shape.strip("(),").split(",") if x.strip())
+    return keys
+
+
+def nest_ema(flat: dict) -> dict:
+    """fairseq keeps the teacher as a dict under ``model["_ema"]``."""
+    model = {k: v for k, v in flat.items() if not k.startswith("_ema.")}
+    model["_ema"] = {k[len("_ema.") :]: v for k, v in flat.items() if k.startswith("_ema.")}
+    return model
+
+
+def test_fairseq_base_keys_convert_to_the_official_base_layout(caplog) -> None:
+    """Every key of the fairseq list lands on a key of the official SpidR/DinoSR base layout (the
+    official fixture's key list) with the same shape, and nothing is left over or missing."""
+    src = {k: torch.empty(shape, device="meta") for k, shape in fairseq_base_keys().items()}
+    picked = {  # a few real tensors, to follow values through the renaming
+        "mask_emb": torch.randn(768),
+        "encoder.layers.3.self_attn.q_proj.weight": torch.randn(768, 768),
+        "encoder.layers.3.self_attn.k_proj.weight": torch.randn(768, 768),
+        "encoder.layers.3.self_attn.v_proj.weight": torch.randn(768, 768),
+        "_ema.layers.11.self_attn.q_proj.bias": torch.randn(768),
+        "_ema.layers.11.self_attn.k_proj.bias": torch.randn(768),
+        "_ema.layers.11.self_attn.v_proj.bias": torch.randn(768),
+        "_ema.layers.11.fc1.weight": torch.randn(3072, 768),
+        "_ema.layer_norm.bias": torch.randn(768),
+        "_ema.pos_conv.4.0.weight": torch.randn(768, 48, 19),
+        "feature_extractor.conv_layers.6.2.1.bias": torch.randn(512),
+        "encoder.layers.0.self_attn_layer_norm.weight": torch.randn(768),
+        "layer_norm.weight": torch.randn(512),
+        "post_extract_proj.bias": torch.randn(768),
+        "_codebook_cnts5": torch.rand(256),
+        "heads.7.weight": torch.randn(256, 768),
     }
-
-    def enc(rest, dst, prefix):
-        p = rest.split(".")
-        if p[0] == "layer_norm":
-            dst[prefix + rest] = sd_val
-        elif p[0] == "pos_conv_embed":
-            dst[f"{prefix}pos_conv.{p[2]}.0.{p[3]}"] = sd_val
-        else:
-            tail = ".".join(p[2:])
-            if tail.startswith("attention.qkv."):
-                for name, part in zip("qkv", sd_val.chunk(3)):
-                    dst[f"{prefix}layers.{p[1]}.self_attn.{name}_proj.{p[-1]}"] = part
-                return
-            for new, old in layer_map.items():
-                if tail.startswith(new):
-                    dst[f"{prefix}layers.{p[1]}.{old}{tail[len(new) :]}"] = sd_val
-                    return
-
-    for key, sd_val in sd.items():
-        p = key.split(".")
-        if key == "mask_embedding":
-            out["mask_emb"] = sd_val
-        elif key.startswith("feature_projection.layer_norm."):
-            out["layer_norm." + p[-1]] = sd_val
-        elif key.startswith("feature_projection.projection."):
-            out["post_extract_proj." + p[-1]] = sd_val
-        elif key.startswith("feature_extractor."):
-            out[
-                f"feature_extractor.conv_layers.{p[2]}."
-                + ("0." if p[3] == "conv" else "2.1.")
-                + p[-1]
-            ] = sd_val
-        elif key.startswith("student."):
-            enc(key[len("student.") :], out, "encoder.")
-        elif key.startswith("teacher."):
-            enc(key[len("teacher.") :], ema, "")
-        elif key.startswith("codebooks."):
-            out[("_codebook" if p[2] == "codebook" else "_codebook_cnts") + p[1]] = sd_val
-        elif key.startswith("heads."):
-            out[f"heads.{p[1]}.{p[-1]}"] = sd_val
-    out["_ema"] = ema
-    return {
-        "model": out,
-        "args": argparse.Namespace(arch="dinosr"),
-        "last_optimizer_state": {"state": {0: {"step": torch.tensor(1234)}}},
+    src.update(picked)
+    ckpt = {
+        "model": nest_ema(src),
+        "last_optimizer_state": {"state": {0: {"step": torch.tensor(400000)}}},
     }
+    with caplog.at_level("WARNING"):
+        state, step = convert_fairseq_dinosr(ckpt)
+    assert "no spidrkit equivalent" not in caplog.text
+    assert step == 400000 and state["current_step"].tolist() == [400000]
+
+    official = {}
+    for line in (
+        (FIXTURES / "official-spidr-0.2.0" / "spidr-base-keys.txt").read_text().splitlines()
+    ):
+        name, shape, _ = line.split("\t")
+        official[name] = tuple(int(x) for x in shape.strip("(),").split(",") if x.strip())
+    for model in ("student", "teacher"):  # the original DinoSR has biases on q, k, v
+        for i in range(12):
+            official[f"{model}.layers.{i}.attention.qkv.bias"] = (3 * 768,)
+    assert {k: tuple(v.shape) for k, v in state.items()} == official
+
+    q, k, v = (picked[f"encoder.layers.3.self_attn.{p}_proj.weight"] for p in "qkv")
+    assert torch.equal(state["student.layers.3.attention.qkv.weight"], torch.cat([q, k, v]))
+    q, k, v = (picked[f"_ema.layers.11.self_attn.{p}_proj.bias"] for p in "qkv")
+    assert torch.equal(state["teacher.layers.11.attention.qkv.bias"], torch.cat([q, k, v]))
+    for fairseq, ours in [
+        ("mask_emb", "mask_embedding"),
+        ("_ema.layers.11.fc1.weight", "teacher.layers.11.feed_forward.intermediate_dense.weight"),
+        ("_ema.layer_norm.bias", "teacher.layer_norm.bias"),
+        ("_ema.pos_conv.4.0.weight", "teacher.pos_conv_embed.convs.4.weight"),
+        (
+            "feature_extractor.conv_layers.6.2.1.bias",
+            "feature_extractor.conv_layers.6.layer_norm.bias",
+        ),
+        ("encoder.layers.0.self_attn_layer_norm.weight", "student.layers.0.layer_norm.weight"),
+        ("layer_norm.weight", "feature_projection.layer_norm.weight"),
+        ("post_extract_proj.bias", "feature_projection.projection.bias"),
+        ("_codebook_cnts5", "codebooks.5.counts"),
+        ("heads.7.weight", "heads.7.0.weight"),
+    ]:
+        assert torch.equal(state[ours], picked[fairseq]), fairseq
 
 
-def test_convert_fairseq_dinosr(tmp_path) -> None:
+def test_fairseq_dinosr_file_loads_strictly(tmp_path) -> None:
+    """A fairseq DinoSR file with the fixture's keys at the tiny size (layers, codebooks and
+    widths cut down) loads into the tiny DinoSR with qkv bias; through the CLI to the official
+    layout and back. Every number of the file ends up in the model exactly once."""
+    from spidrkit.cli.main import main
     from spidrkit.models import DinoSRConfig
     from spidrkit.models.config import tiny_overrides
 
-    cfg = DinoSRConfig(**{**tiny_overrides(), "encoder_qkv_bias": True})
-    torch.manual_seed(1)
-    model = build_model("dinosr", cfg)
-    torch.save(to_fairseq(model), tmp_path / "dinosr.ckpt")
+    def keep(name: str) -> bool:  # the tiny model: 4 layers, 3 codebooks and heads
+        layer = re.search(r"(?:^|\.)layers\.(\d+)\.", name)  # not conv_layers
+        codebook = re.search(r"(?:_codebook|_codebook_cnts|heads\.)(\d+)", name)
+        return (layer is None or int(layer[1]) < 4) and (codebook is None or int(codebook[1]) < 3)
+
+    torch.manual_seed(0)
+    flat = {
+        k: torch.randn(tuple(TINY_DIMS.get(d, d) for d in shape))
+        for k, shape in fairseq_base_keys().items()
+        if keep(k)
+    }
+    flat = {k: (v.abs() + 1 if "_codebook_cnts" in k else v) for k, v in flat.items()}
+    torch.save(
+        {
+            "model": nest_ema(flat),
+            "args": argparse.Namespace(arch="dinosr"),  # fairseq files carry their arguments
+            "last_optimizer_state": {"state": {0: {"step": torch.tensor(1234)}}},
+        },
+        tmp_path / "dinosr.ckpt",
+    )
     ckpt = read_checkpoint(tmp_path / "dinosr.ckpt")
     assert ckpt.source_format == "fairseq" and ckpt.step == 1234
-    loaded = load_model(tmp_path / "dinosr.ckpt", model_type="dinosr", config=cfg)
-    for k, v in model.state_dict().items():
-        if k != "current_step":
-            assert torch.equal(loaded.state_dict()[k], v), k
+    cfg = DinoSRConfig(**{**tiny_overrides(), "encoder_qkv_bias": True})
+    loaded = load_model(tmp_path / "dinosr.ckpt", model_type="dinosr", config=cfg)  # strict
+    state = loaded.state_dict()
     assert int(loaded.current_step) == 1234
-    # Through the CLI, to the official layout and back.
-    from spidrkit.cli.main import main
+    total = sum(v.numel() for k, v in state.items() if k != "current_step")
+    assert total == sum(v.numel() for v in flat.values())
+    got = torch.cat([v.reshape(-1) for k, v in state.items() if k != "current_step"]).sort()[0]
+    want = torch.cat([v.reshape(-1) for v in flat.values()]).sort()[0]
+    assert torch.equal(got, want)  # a permutation of the file's numbers: none lost, none doubled
+    assert torch.equal(state["mask_embedding"], flat["mask_emb"])
+    assert torch.equal(
+        state["teacher.layers.2.feed_forward.output_dense.weight"], flat["_ema.layers.2.fc2.weight"]
+    )
 
     assert main(["convert", str(tmp_path / "dinosr.ckpt"), str(tmp_path / "out" / "d.pt")]) == 0
     again = load_model(tmp_path / "out" / "d.pt")
     assert again.config.encoder_qkv_bias and again.config.encoder_embed_dim == 64
-    for k, v in loaded.state_dict().items():
+    for k, v in state.items():
         assert torch.equal(again.state_dict()[k], v), k

@@ -141,3 +141,24 @@ def test_teacher_reads_the_target_view(warmup):
     assert torch.equal(base, same)  # the target view = the input: the official objective
     diff, _ = model(wav, mask_indices=mask, target_waveforms=other)
     assert not torch.allclose(base, diff)
+
+
+def test_regression_warmup_adds_a_dense_loss_and_trains_its_maps():
+    model = _tiny_model(
+        warmup_targets="mfcc", warmup_target_steps=100, warmup_regression_weight=1.0
+    )
+    assert len(model.warmup_regressors) == 2
+    wav = torch.randn(2, 4000)
+    t = model.num_frames(4000)
+    mask = torch.stack([torch.arange(0, t, 2)] * 2)
+    loss, _ = model(wav, mask_indices=mask)
+    loss.sum().backward()
+    assert model.warmup_regressors[0].weight.grad.abs().sum() > 0
+    plain = _tiny_model(warmup_targets="mfcc", warmup_target_steps=100)
+    assert not hasattr(plain, "warmup_regressors")  # off: the state dict is unchanged
+    # past the warm-up the regression term is gone
+    model.current_step.fill_(100)
+    model.zero_grad()
+    loss, _ = model(wav, mask_indices=mask)
+    loss.sum().backward()
+    assert model.warmup_regressors[0].weight.grad is None

@@ -284,29 +284,45 @@ def test_init_from_a_preset_downloads_once_from_a_local_server(
 
 
 def test_init_from_an_original_fairseq_dinosr(corpus, tmp_path):
-    from spidrkit.models import DinoSRConfig, build_model
+    """The fixture's fairseq DinoSR keys at the tiny size (as test_models_checkpoint writes them)."""
+    import argparse
+    import re
+
+    from spidrkit.models import DinoSRConfig
+    from spidrkit.models.checkpoint import load_model
     from spidrkit.models.config import tiny_overrides as model_tiny
-    from test_models_checkpoint import to_fairseq
+    from test_models_checkpoint import TINY_DIMS, fairseq_base_keys, nest_ema
+
+    def keep(name):  # 4 layers, 3 codebooks and heads
+        layer = re.search(r"(?:^|\.)layers\.(\d+)\.", name)
+        codebook = re.search(r"(?:_codebook|_codebook_cnts|heads\.)(\d+)", name)
+        return (layer is None or int(layer[1]) < 4) and (codebook is None or int(codebook[1]) < 3)
 
     torch.manual_seed(3)
-    model = build_model("dinosr", DinoSRConfig(**{**model_tiny(), "encoder_qkv_bias": True}))
-    torch.save(to_fairseq(model), tmp_path / "dinosr.ckpt")
-    cfg = load_train_config(
-        ADAPT_TOML,
-        _adapt_sets(
-            corpus,
-            tmp_path / "a",
-            **{
-                "run.init_checkpoint": f'"{tmp_path / "dinosr.ckpt"}"',
-                "run.model_type": '"dinosr"',  # an official/fairseq file does not say
-                "run.init_codebooks": '"checkpoint"',
-            },
-        ),
+    flat = {
+        k: torch.randn(tuple(TINY_DIMS.get(d, d) for d in shape))
+        for k, shape in fairseq_base_keys().items()
+        if keep(k)
+    }
+    flat = {k: (v.abs() + 1 if "_codebook_cnts" in k else v) for k, v in flat.items()}
+    torch.save(
+        {"model": nest_ema(flat), "args": argparse.Namespace(arch="dinosr")},
+        tmp_path / "dinosr.ckpt",
     )
+    overrides = {
+        "run.init_checkpoint": f'"{tmp_path / "dinosr.ckpt"}"',
+        "run.model_type": '"dinosr"',  # an official/fairseq file does not say
+    }
+    cfg = load_train_config(ADAPT_TOML, _adapt_sets(corpus, tmp_path / "a", **overrides))
     assert cfg.run.model_type == "dinosr" and cfg.model.encoder_qkv_bias
+    assert cfg.model.encoder_embed_dim == 64 and cfg.model.num_codebooks == 3
     trainer = Trainer(cfg)
     assert trainer.init_record["format"] == "fairseq"
-    ref = model.state_dict()
+    ref = load_model(
+        tmp_path / "dinosr.ckpt",
+        model_type="dinosr",
+        config=DinoSRConfig(**{**model_tiny(), "encoder_qkv_bias": True}),
+    ).state_dict()
     for key, value in trainer.model.state_dict().items():
         if key != "current_step":
             assert torch.equal(value, ref[key]), key
@@ -321,7 +337,8 @@ def test_model_folder_round_trip_gives_the_same_features(source, tmp_path):
 
     assert main(["convert", str(source), str(tmp_path / "my_model")]) == 0
     folder = tmp_path / "my_model"
-    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["config.json", "model.safetensors", "model.safetensors.sha256"]
     config = json.loads((folder / "config.json").read_text())
     assert config["model_type"] == "spidr" and config["encoder_embed_dim"] == 64
     assert config["codebook_distance"] == "cosine"
@@ -334,6 +351,7 @@ def test_model_folder_round_trip_gives_the_same_features(source, tmp_path):
     from safetensors.torch import load_file, save_file
 
     save_file(load_file(folder / "model.safetensors"), folder / "model.safetensors")
+    (folder / "model.safetensors.sha256").unlink()  # as another tool writes it
     c = spidrkit.load(folder).features(wav)[0]
     assert all(torch.equal(a[k], c[k]) for k in a)
     (folder / "config.json").unlink()
@@ -352,3 +370,14 @@ def test_adapt_recipe_is_shipped(capsys):
     assert main(["config", "show", "adapt"]) == 0
     shown = capsys.readouterr().out
     assert "init_codebooks" in shown and "encoder_embed_dim" not in shown
+
+
+def test_lloyd_kmeans_finds_separated_clusters_deterministically():
+    gen = torch.Generator().manual_seed(0)
+    centers = torch.randn(8, 5, generator=gen) * 10
+    x = centers.repeat_interleave(50, 0) + 0.1 * torch.randn(400, 5, generator=gen)
+    a, inertia = adapt.lloyd_kmeans(x, 8, seed=3)
+    b, _ = adapt.lloyd_kmeans(x, 8, seed=3)
+    assert torch.equal(a, b) and inertia < 0.1
+    found = torch.cdist(centers, a).min(1).values
+    assert bool((found < 0.2).all())

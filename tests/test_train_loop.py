@@ -98,8 +98,8 @@ def test_model_section_follows_model_type():
 def test_check_config_cli(capsys):
     from spidrkit.cli.main import main
 
-    assert main(["check-config", str(TINY_TOML), "--set", "optimizer.lr=0.002", "--json"]) == 0
-    data = json.loads(capsys.readouterr().out.split("\n# note")[0])
+    assert main(["check-config", str(TINY_TOML), "--set", "optimizer.lr=0.002", "--json", "-"]) == 0
+    data = json.loads(capsys.readouterr().out)  # the note about missing manifests goes to stderr
     assert data["optimizer"]["lr"] == 0.002 and data["model"]["encoder_embed_dim"] == 64
     assert main(["check-config", str(TINY_TOML), "--set", "run.nope=1"]) == 2
     assert "run.nope" in capsys.readouterr().err

@@ -80,6 +80,8 @@ def test_files_cli_and_json_roundtrip(tmp_path, capsys):
     q = UnitQuality.read_json(out)
     assert q.pnmi == pytest.approx(1.0) and q.units == [5, 7] and q.vocab_size == 8
     assert np.array_equal(q.counts, [[8, 0], [0, 8]])
+    assert main(["unit-quality", str(labels), str(units), "--json", "-"]) == 0
+    assert UnitQuality.from_dict(json.loads(capsys.readouterr().out)).pnmi == pytest.approx(1.0)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"name": "x"}\n')
     assert main(["unit-quality", str(bad), str(units)]) == 2

@@ -20,12 +20,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from spidrkit.audio import resample
 from spidrkit.audio.io import SAMPLE_RATE, standardize
 from spidrkit.errors import SpidrkitError
 from spidrkit.models import DinoSR, SpidR
 from spidrkit.models.components import num_frames
 from spidrkit.models.inference import codebook_units, layer_features, plan_batches
 from spidrkit.models.pretrained import load_pretrained
+from spidrkit.utils.device import resolve_device
 from spidrkit.utils.precision import resolve_precision
 
 Waveforms = Tensor | np.ndarray | Sequence[Tensor | np.ndarray]
@@ -46,9 +48,9 @@ class Encoder:
         max_batch_samples: int = SAMPLE_RATE * 120,
         precision: str = "fp32",
     ) -> None:
-        self.device = torch.device(device)
+        self.device = resolve_device(device)  # one line for meta, a missing GPU, a typo
         resolve_precision(precision, self.device)  # fails early on a name it does not know
-        self.model = model.to(device).eval()
+        self.model = model.to(self.device).eval()
         self.max_batch_samples = max_batch_samples
         self.precision = precision
 
@@ -92,8 +94,6 @@ class Encoder:
                 )
             r = r.float()
             if sample_rate != SAMPLE_RATE:
-                from spidrkit.audio import resample
-
                 r = torch.from_numpy(
                     np.ascontiguousarray(resample(r.numpy(), sample_rate, SAMPLE_RATE))
                 )

@@ -4,6 +4,12 @@ A config is a (possibly nested) dataclass. ``load_config(Cls, "run.toml", ["opti
 TOML, applies ``--set`` overrides, type-checks every field and calls ``validate()`` on each section if it
 has one; all problems are collected and raised at once as a :class:`ConfigError`.
 
+A config class declares the domain of each numeric field in ``RANGES`` (field name ->
+:class:`Range`; inherited entries merge along the class hierarchy): :func:`field_problems` checks
+them generically (tuples of numbers element-wise) before the class's own ``validate()``, which only
+holds the rules between fields. ``tests/test_config_domains.py`` generates values inside and outside
+every declared domain from this schema, and fails for a numeric field without a domain.
+
 A config class may list renamed keys in ``RENAMED_KEYS`` (old dotted path -> new dotted path, applied
 in order): an old key still works for one release, with a warning naming old -> new
 (:func:`rename_deprecated`).
@@ -12,6 +18,7 @@ in order): an old key still works for one release, with a warning naming old -> 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -19,13 +26,145 @@ import re
 import tomllib
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast, get_args, get_origin, get_type_hints
 
+from spidrkit.configs import names, resolve
 from spidrkit.errors import ConfigError
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+
+BIG = 1 << 40
+"""Default upper cap of counts (steps, seeds, ...): large enough for any run, small enough that
+arithmetic on it stays exact in float64 and nothing sized from it is allocated unbounded."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The domain of a numeric field: ``lo <= x <= hi`` (``lo_open``/``hi_open``: strict).
+
+    ``None`` leaves a side unbounded; floats must also be finite (checked by type). ``zero_ok``:
+    ``0`` is accepted as a sentinel value outside the range ("0 disables").
+    """
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    zero_ok: bool = False
+
+    def describe(self) -> str:
+        left = "(" if self.lo_open else "["
+        right = ")" if self.hi_open else "]"
+        lo = "-inf" if self.lo is None else _num(self.lo)
+        hi = "inf" if self.hi is None else _num(self.hi)
+        text = f"in {left}{lo}, {hi}{right}"
+        return text + " or 0" if self.zero_ok else text
+
+    def contains(self, x: float) -> bool:
+        if self.zero_ok and x == 0:
+            return True
+        if not math.isfinite(x):
+            return False
+        if self.lo is not None and (x <= self.lo if self.lo_open else x < self.lo):
+            return False
+        return not (self.hi is not None and (x >= self.hi if self.hi_open else x > self.hi))
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else repr(x)
+
+
+def count(lo: int = 0, hi: int = BIG) -> Range:
+    """An integer count in ``[lo, hi]``."""
+    return Range(lo, hi)
+
+
+SEED = Range(0, (1 << 63) - 1)
+"""A random seed (what torch, numpy and Python's random all accept)."""
+UNIT = Range(0.0, 1.0)
+"""A fraction in [0, 1]."""
+PROB = Range(0.0, 1.0, hi_open=True)
+"""A dropout-like rate in [0, 1)."""
+
+
+def ranges_of(cls: type) -> dict[str, Range]:
+    """The declared ``RANGES`` of ``cls`` and its bases (the most derived class wins)."""
+    out: dict[str, Range] = {}
+    for klass in reversed(cls.__mro__):
+        out.update(klass.__dict__.get("RANGES", {}))
+    return out
+
+
+def _numbers(value: Any) -> list[Any] | None:
+    """The numbers of a field value (itself, or the leaves of nested tuples/lists); None if any
+    leaf is not a number."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return [value]
+    if isinstance(value, list | tuple):
+        out: list[Any] = []
+        for v in value:
+            sub = _numbers(v)
+            if sub is None:
+                return None
+            out += sub
+        return out
+    return None
+
+
+def field_problems(obj: Any, skip: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """``field: problem`` for each numeric field of config ``obj`` outside its declared Range
+    (fields in ``skip``, already reported, are left out)."""
+    problems = []
+    for name, rng in ranges_of(type(obj)).items():
+        if name in skip:
+            continue
+        value = getattr(obj, name, None)
+        if value is None:
+            continue  # an optional field left unset
+        numbers = _numbers(value)
+        if numbers is None:
+            continue  # wrong type: reported by the type check
+        bad = [x for x in numbers if not rng.contains(x)]
+        if bad:
+            shown = value if isinstance(value, int | float) else bad[0]
+            problems.append(f"{name}: {shown!r} is not {rng.describe()}")
+    return problems
+
+
+def ranged(validate: Callable[[Any], list[str]]) -> Callable[[Any], list[str]]:
+    """Decorate a config's ``validate()`` (the rules between fields) so that it returns the
+    out-of-range fields first, then its rules: a direct call (``DataConfig(...).validate()``)
+    reports everything. A rule that cannot be evaluated on out-of-range values (a division by a
+    zero its field's range refuses) is left out: that field's own problem is reported."""
+
+    @functools.wraps(validate)
+    def wrapper(self: Any) -> list[str]:
+        problems = field_problems(self)
+        try:
+            return problems + list(validate(self) or [])
+        except (ZeroDivisionError, TypeError, ValueError, OverflowError):
+            if not problems:
+                raise
+            return problems
+
+    return wrapper
+
+
+def check(obj: T) -> T:
+    """Raise a ConfigError listing every problem of a config built in code (ranges, then the
+    class's ``validate()``); returns ``obj``."""
+    problems = field_problems(obj)
+    validate = getattr(obj, "validate", None)
+    if callable(validate) and not problems:
+        problems = list(validate() or [])
+    if problems:
+        raise ConfigError(f"invalid {type(obj).__name__}: " + "; ".join(problems))
+    return obj
 
 
 def _check_value(tp: Any, value: Any, path: str, errors: list[str]) -> Any:
@@ -121,16 +260,20 @@ def _build(cls: type[T], data: dict[str, Any], prefix: str, errors: list[str]) -
     except (TypeError, ValueError) as exc:
         errors.append(f"{prefix.rstrip('.') or cls.__name__}: {exc}")
         return None  # type: ignore[return-value]
+    typed_wrong = {e[len(prefix) :].split(":")[0].split("[")[0] for e in errors[before:]}
     validate = getattr(obj, "validate", None)
-    if callable(validate):
+    if not callable(validate):
+        errors += [f"{prefix}{p}" for p in field_problems(obj, skip=typed_wrong)]
+    else:  # a @ranged validate() reports the ranges, then the rules between fields
         try:
             problems = validate() or []
         except (TypeError, ValueError, ZeroDivisionError, OverflowError):
             if len(errors) == before:
                 raise
             problems = []  # range checks on a value of the wrong type: its type error is enough
-        for problem in problems:
-            errors.append(f"{prefix}{problem}")
+        for problem in problems:  # a field with a type error is reported once, by its type
+            if problem.split(":")[0].split("[")[0] not in typed_wrong:
+                errors.append(f"{prefix}{problem}")
     return obj
 
 
@@ -230,19 +373,31 @@ def from_dict(cls: type[T], data: dict[str, Any], overrides: list[str] | None = 
     return obj
 
 
+MAX_CONFIG_BYTES = 4 << 20
+"""Largest config file read (configs are a few KB)."""
+
+
 def read_toml(path: str | Path) -> dict[str, Any]:
     """Parse a TOML file, or a shipped config by name (``tiny``, ``base``, ``lm_tiny``: see
     :mod:`spidrkit.configs`); a missing or malformed file is a ConfigError naming it."""
-    from spidrkit.configs import names, resolve
-
     path = resolve(path)
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        with open(path, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)  # /dev/zero or a wrong file: bounded
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"{path}: over {MAX_CONFIG_BYTES >> 20} MiB: not a config file (give the TOML)"
+            )
+        return tomllib.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: config file not found (shipped configs: {', '.join(names())})"
         ) from None
-    except tomllib.TOMLDecodeError as exc:
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, expected a TOML config file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}): not a TOML file") from None
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
 

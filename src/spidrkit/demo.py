@@ -218,8 +218,12 @@ def run_demo(
         done=corpus / "corpus.json",
     )
 
+    _check_corpus_matches(corpus, plan)
     train_toml = cfg_dir / "pretrain.toml"
-    train_toml.write_text(dump_toml(pretrain_config(plan, corpus, train_dir)))
+    train_text = dump_toml(pretrain_config(plan, corpus, train_dir))
+    _claim_stage(train_dir, {"stage": "pretrain", "seed": plan.seed, "config": train_text})
+    _claim_stage(ev / "untrained", {"stage": "untrained", "seed": plan.seed, "config": train_text})
+    train_toml.write_text(train_text)
     run("2. pretrain SpidR", ["train", str(train_toml)])
     from spidrkit.train.checkpoint import find_latest_checkpoint
 
@@ -430,6 +434,35 @@ def run_demo(
     _write_summary(result)
     run("8. HTML report", ["report", str(out)])
     return result
+
+
+def _check_corpus_matches(corpus: Path, plan: DemoPlan) -> None:
+    """A corpus folder reused by a later run must be the one this plan asks for."""
+    from spidrkit.synth.corpus import load_corpus_info
+
+    info = load_corpus_info(corpus)
+    preset = info.get("preset", {}).get("name")
+    if preset != plan.corpus_preset or info.get("seed") != plan.corpus_seed:
+        raise SpidrkitError(
+            f"{corpus} holds the {preset!r} corpus of seed {info.get('seed')}, this demo asks for "
+            f"{plan.corpus_preset!r} of seed {plan.corpus_seed}; use another --out"
+        )
+
+
+def _claim_stage(folder: Path, wanted: dict[str, Any]) -> None:
+    """Record what a stage folder is made from before its stage runs; refuse a folder made for
+    another seed or config (the stage would resume or skip with the wrong outputs)."""
+    from spidrkit.utils.provenance import RECORD_NAME, check_producer, write_record
+
+    if check_producer(folder, wanted, what="a demo stage"):
+        return
+    if folder.exists() and any(p.name != RECORD_NAME for p in folder.iterdir()):
+        raise SpidrkitError(
+            f"{folder} holds outputs of an earlier demo without a record of their seed and "
+            "config; delete it or use another --out"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    write_record(folder, wanted)
 
 
 def _abx_by_mode(path: Path) -> dict[str, dict[int, float]]:

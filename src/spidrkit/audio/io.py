@@ -2,7 +2,7 @@
 
 ``load_audio(source)`` returns a mono float32 waveform ``[samples]`` at 16 kHz (not standardised);
 ``standardize(wav)`` then gives the model input (zero mean, unit variance over the whole utterance:
-a layer norm without affine, eps 1e-5, SPEC section 2). ``source`` is a path, or the bytes of an encoded
+a layer norm without affine, eps 1e-5; docs/models.md, "The architecture"). ``source`` is a path, or the bytes of an encoded
 file (``bytes``, ``memoryview`` of an mmap'ed tar archive, or a binary file object).
 
 Decoding uses soundfile (libsndfile: wav, flac, ogg/vorbis, opus, and mp3 when libsndfile >= 1.1),
@@ -29,7 +29,7 @@ SAMPLE_RATE = 16000
 """Sample rate of every model input (Hz)."""
 
 STANDARDIZE_EPS = 1e-5
-"""eps of the per-utterance standardisation (SPEC section 2)."""
+"""eps of the per-utterance standardisation (docs/data.md, "Audio")."""
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3")
 """Audio file extensions spidrkit reads (folder scans, task folders, ABX audio, name matching)."""
@@ -107,12 +107,37 @@ def _open(source: AudioSource, label: str) -> Any:
     else:
         target = source
     try:
-        return sf.SoundFile(target)
+        f = sf.SoundFile(target)
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         raise AudioError(
             f"{label}: cannot decode ({exc}); the file is corrupt or not in a format "
             "libsndfile reads (wav, flac, ogg, mp3)"
         ) from None
+    problem = _header_problem(int(f.samplerate), int(f.channels), int(f.frames))
+    if problem is not None:
+        f.close()
+        raise AudioError(f"{label}: {problem}")
+    return f
+
+
+MIN_RATE, MAX_RATE = 1000, 768_000
+"""Sample rates accepted in a header (a 2 Hz header would resample into 8000x more samples)."""
+MAX_CHANNELS = 64
+MAX_SECONDS = 24 * 3600
+"""Longest accepted file: every size derived from a header is bounded before allocating."""
+
+
+def _header_problem(sr: int, channels: int, frames: int) -> str | None:
+    if not MIN_RATE <= sr <= MAX_RATE:
+        return f"header says {sr} Hz, outside [{MIN_RATE}, {MAX_RATE}] Hz: corrupt or not audio"
+    if not 1 <= channels <= MAX_CHANNELS:
+        return f"header says {channels} channels, outside [1, {MAX_CHANNELS}]: corrupt or not audio"
+    if frames < 0 or frames > MAX_SECONDS * sr:
+        return (
+            f"header says {frames} frames ({frames / sr / 3600:.1f} h), over the "
+            f"{MAX_SECONDS // 3600} h that spidrkit reads from one file: corrupt, or cut it first"
+        )
+    return None
 
 
 def audio_info(source: AudioSource, *, name: str | None = None) -> AudioInfo:
@@ -188,7 +213,7 @@ def standardize(wav: Any, eps: float = STANDARDIZE_EPS) -> Any:
     """Zero mean, unit variance over the last axis: ``(x - mean) / sqrt(var + eps)``.
 
     The same as ``torch.nn.functional.layer_norm(x, x.shape[-1:], eps=1e-5)`` (biased variance, no
-    affine), as the model input requires (SPEC section 2). Accepts a numpy array or a torch tensor
+    affine), as the model input requires (docs/models.md, "The architecture"). Accepts a numpy array or a torch tensor
     (``[samples]`` or ``[batch, samples]``) and returns the same kind, float32. For numpy the mean and
     variance are computed in float64.
     """

@@ -1,4 +1,4 @@
-"""ABX phone discriminability error of features, units or a checkpoint's layers (SPEC section 4).
+"""ABX phone discriminability error of features, units or a checkpoint's layers (docs/evaluation.md).
 
 Lower is better, chance is 50 %. Defaults = ZeroSpeech 2021 triphone ABX: within speaker, within
 context, angular distance, 20 ms frames, at most 10 items per group and 5 X speakers (seed 0).
@@ -19,8 +19,22 @@ examples:
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from spidrkit.cli.options import add_device, add_layers, add_model, add_no_progress
+import spidrkit
+from spidrkit.cli.options import (
+    SEED,
+    Number,
+    add_device,
+    add_json,
+    add_layers,
+    add_model,
+    add_no_progress,
+    count,
+    json_to_stdout,
+    write_json_output,
+)
+from spidrkit.errors import ConfigError
 
 HELP = "ABX error rate of features, units or checkpoint layers"
 
@@ -59,20 +73,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["angular", "euclidean", "kl_symmetric", "identical"],
         help="frame distance (default: angular for features, identical for units)",
     )
-    parser.add_argument("--step", type=float, default=0.02, help="frame step in s (default 0.02)")
+    parser.add_argument(
+        "--step",
+        type=Number(float, 0.0, 10.0, lo_open=True),
+        default=0.02,
+        help="frame step in s (default 0.02)",
+    )
     parser.add_argument(
         "--drop-last", action="store_true", help="Libri-Light variant: drop each item's last frame"
     )
     parser.add_argument(
-        "--max-size-group", type=int, default=10, help="items per group, 0 = all (default 10)"
+        "--max-size-group",
+        type=count(0, 1 << 30),
+        default=10,
+        help="items per group, 0 = all (default 10)",
     )
     parser.add_argument(
-        "--max-x-across", type=int, default=5, help="X speakers per cell, 0 = all (default 5)"
+        "--max-x-across",
+        type=count(0, 1 << 30),
+        default=5,
+        help="X speakers per cell, 0 = all (default 5)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="subsampling seed (default 0)")
+    parser.add_argument("--seed", type=SEED, default=0, help="subsampling seed (default 0)")
     add_device(parser)
     parser.add_argument("--label", default="", help="name stored in the results (for plots)")
-    parser.add_argument("--json", dest="json_out", help="write results (aggregates) as JSON")
+    add_json(parser, help="write the results (aggregates) as JSON")
     parser.add_argument("--json-cells", action="store_true", help="include every cell in --json")
     parser.add_argument("--csv", dest="csv_out", help="write one row per cell as CSV")
     add_no_progress(parser)
@@ -89,9 +114,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from spidrkit.errors import ConfigError
     from spidrkit.eval.abx import (
         ABXConfig,
         compute_abx_modes,
@@ -129,7 +151,6 @@ def run(args: argparse.Namespace) -> int:
             items, args.features, config, label=args.label, layer=layer, **common
         )
     else:
-        import spidrkit
         from spidrkit.eval.abx.model_features import find_audio, model_features
 
         if not args.layers:
@@ -145,11 +166,15 @@ def run(args: argparse.Namespace) -> int:
             results += compute_abx_modes(
                 items, feats.pop(layer), config, label=label, layer=layer, **common
             )
-    print(format_table(results))
-    if args.json_out:
-        write_results_json(results, args.json_out, with_cells=args.json_cells)
-        print(f"wrote {args.json_out}")
+    if json_to_stdout(args):
+        write_json_output({"results": [r.to_dict(args.json_cells) for r in results]}, args.json_out)
+    else:
+        print(format_table(results))
+        if args.json_out:
+            write_results_json(results, args.json_out, with_cells=args.json_cells)
+            print(f"wrote {args.json_out}")
     if args.csv_out:
         write_cells_csv(results, args.csv_out)
-        print(f"wrote {args.csv_out}")
+        if not json_to_stdout(args):
+            print(f"wrote {args.csv_out}")
     return 0

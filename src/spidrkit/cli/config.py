@@ -10,6 +10,11 @@ examples:
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from spidrkit import configs
+from spidrkit.errors import ConfigError
+from spidrkit.utils.files import atomic_write
 
 HELP = "list, show or copy the shipped TOML configs (tiny, small, base, lm_tiny, lm_opt125m)"
 
@@ -26,12 +31,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from spidrkit import configs
-    from spidrkit.errors import ConfigError
-    from spidrkit.utils.files import atomic_write
-
     if args.action == "list":
         for name in configs.names():
             first = configs.path(name).read_text(encoding="utf-8").splitlines()[0]

@@ -17,6 +17,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import logging
 
 HELP = "convert checkpoints (fairseq DinoSR -> spidrkit, spidrkit <-> safetensors, model folders)"
 
@@ -44,7 +45,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import logging
     from pathlib import Path
 
     from spidrkit.errors import ConfigError
@@ -54,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
         save_model_folder,
         save_safetensors,
     )
+    from spidrkit.utils.files import refuse_clobbering
 
+    refuse_clobbering({"dst": args.dst}, [args.src])
     dst = Path(args.dst)
     is_folder = dst.is_dir() or str(args.dst).endswith("/") or dst.suffix == ""
     if not is_folder and dst.suffix not in (".pt", ".safetensors"):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from spidrkit.cli.options import add_no_progress, add_out
+from spidrkit.cli.options import SEED, add_no_progress, add_out, count
 
 HELP = "run the whole path (synth -> train -> ABX -> units -> LM -> scores) on synthetic data"
 
@@ -27,10 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="demo",
         help="demo: 2 h corpus; quick: tiny corpus, for a first look",
     )
-    parser.add_argument("--train-steps", type=int, help="override the pretraining steps")
+    parser.add_argument("--train-steps", type=count(1), help="override the pretraining steps")
     parser.add_argument(
         "--seed",
-        type=int,
+        type=SEED,
         default=0,
         help="pretraining and k-means seed (default 0); the corpus is the same for every seed",
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+import spidrkit
+
 HELP = "print versions and devices (paste this into bug reports)"
 
 
@@ -16,8 +18,6 @@ def run(args: argparse.Namespace) -> int:
     import platform
 
     import torch
-
-    import spidrkit
 
     print(f"spidrkit   {spidrkit.__version__}")
     print(f"python     {platform.python_version()} ({platform.platform()})")

@@ -16,71 +16,11 @@ Examples:
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import logging
 
-from spidrkit.cli.options import add_device, add_layers, add_model, add_no_progress, add_out
+from spidrkit.cli.options import add_no_progress, add_out, add_source_arguments, build_source
 
 HELP = "extract layer features (or MFCC/log-mel/HF baselines) to one file per utterance"
-
-
-def add_source_arguments(parser: argparse.ArgumentParser, *, one_layer: bool = False) -> None:
-    """--model / --baseline / --layers / --device / batching options (shared with kmeans, units).
-
-    ``one_layer``: ``--layer`` (= ``--layers``) takes a single layer, into ``args.layer``.
-    """
-    src = parser.add_mutually_exclusive_group()
-    add_model(src, help="spidrkit or official checkpoint, or a preset name (spidr_base, ...)")
-    src.add_argument(
-        "--baseline",
-        metavar="NAME",
-        help="mfcc, logmel, or hf:<folder-or-hub-name> (needs spidrkit[hf])",
-    )
-    if one_layer:
-        add_layers(parser, one=True)
-    else:
-        add_layers(parser, help="1-based layers: 4,5,6 or 4 5 6 (0 = HF Transformer input)")
-    parser.add_argument(
-        "--after-residual",
-        action="store_true",
-        help="layer outputs x instead of the layer results f (before residual)",
-    )
-    parser.add_argument(
-        "--hop-ms",
-        type=int,
-        default=20,
-        choices=[10, 20],
-        help="frame step of the mfcc/logmel baselines (default 20, as the encoders)",
-    )
-    parser.add_argument(
-        "--cmvn",
-        action="store_true",
-        help="mfcc/logmel: normalise each dimension per utterance (the ZeroSpeech MFCC baseline)",
-    )
-    add_device(parser)
-    parser.add_argument(
-        "--batch-seconds",
-        type=float,
-        default=200.0,
-        help="max padded audio seconds per batch (default 200)",
-    )
-    parser.add_argument("--batch-items", type=int, default=64, help="max files per batch")
-
-
-def build_source(args: argparse.Namespace, layers: list[int] | None, device: Any) -> Any:
-    """The feature source named by --model / --baseline, on ``device``."""
-    from spidrkit.errors import ConfigError
-    from spidrkit.units.baselines import parse_baseline
-    from spidrkit.units.extract import EncoderFeatures, load_encoder
-
-    if args.baseline:
-        cmvn = getattr(args, "cmvn", False)
-        return parse_baseline(args.baseline, layers, hop_ms=args.hop_ms, cmvn=cmvn).to(device)
-    if not args.model:
-        raise ConfigError("give the encoder with --model CKPT_OR_PRESET, or --baseline")
-    if not layers:
-        raise ConfigError("give the layers to extract with --layers (e.g. --layers 6)")
-    model = load_encoder(args.model, device)
-    return EncoderFeatures(model, layers, before_residual=not args.after_residual)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -101,8 +41,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import logging
-
     import torch
 
     from spidrkit.units.extract import dist_rank_world, extract_features, list_audio

@@ -2,13 +2,15 @@
 
 Example:
     spidrkit info runs/tiny/checkpoints/checkpoint_00000200.pt
-    spidrkit info spidr_tiny --json
+    spidrkit info spidr_tiny --json -          # the same as JSON on stdout
+    spidrkit info spidr_tiny --json info.json  # text on stdout, JSON in info.json
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+
+from spidrkit.cli.options import add_json, json_to_stdout, write_json_output
 
 HELP = "describe a checkpoint (config, parameters, step, codebook usage)"
 
@@ -22,15 +24,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["spidr", "dinosr"],
         help="model type of an official file without config (default: guess)",
     )
-    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    add_json(parser, help="write the description as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
     from spidrkit.models.info import describe
 
     info = describe(args.checkpoint, model_type=args.model_type)
-    if args.json:
-        print(json.dumps(info, indent=2))
+    if json_to_stdout(args):
+        write_json_output(info, args.json_out)
         return 0
     print(f"checkpoint   {info['source']} ({info['format']})")
     print(f"model        {info['model_type']}")
@@ -44,4 +46,7 @@ def run(args: argparse.Namespace) -> int:
     print("config")
     for k, v in info["config"].items():
         print(f"  {k} = {v}")
+    if args.json_out:
+        write_json_output(info, args.json_out)
+        print(f"wrote {args.json_out}")
     return 0

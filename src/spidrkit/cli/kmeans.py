@@ -13,39 +13,55 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import re
+
+from spidrkit.cli.options import (
+    SEED,
+    add_no_progress,
+    add_out,
+    add_source_arguments,
+    build_source,
+    count,
+)
+from spidrkit.errors import ConfigError
+from spidrkit.utils.progress import progress
 
 HELP = "train k-means on features (or audio + encoder) and save the centroids"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from spidrkit.cli.extract import add_source_arguments
-    from spidrkit.cli.options import add_no_progress, add_out
-
     data = parser.add_mutually_exclusive_group(required=True)
     data.add_argument("--features", metavar="DIR", help="features folder (.pt / .npy per file)")
     data.add_argument("--audio", metavar="MANIFEST_OR_DIR", help="audio to run --model on")
-    parser.add_argument("-k", "--k", type=int, default=256, help="number of clusters (256)")
+    parser.add_argument(
+        "-k", "--k", type=count(1, 1 << 20), default=256, help="number of clusters (256)"
+    )
     add_out(parser, required=True, help="output file (.pt)")
     add_source_arguments(parser, one_layer=True)
     parser.add_argument(
         "--max-frames",
-        type=int,
+        type=count(1, 1 << 34),
         default=1_000_000,
         help="frames sampled uniformly at random for training (1,000,000)",
     )
     parser.add_argument(
-        "--max-files", type=int, help="use a random subset of this many files (default: all)"
+        "--max-files", type=count(1), help="use a random subset of this many files (default: all)"
     )
-    parser.add_argument("--batch-size", type=int, default=10000, help="frames per minibatch")
-    parser.add_argument("--epochs", type=int, default=100, help="max passes over the sample")
+    parser.add_argument(
+        "--batch-size", type=count(1, 1 << 28), default=10000, help="frames per minibatch"
+    )
+    parser.add_argument(
+        "--epochs", type=count(1, 1 << 20), default=100, help="max passes over the sample"
+    )
     parser.add_argument(
         "--patience",
-        type=int,
+        type=count(0),
         default=20,
         help="stop after this many minibatches without improvement (0 = never)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="random seed (sampling and k-means)")
+    parser.add_argument("--seed", type=SEED, default=0, help="random seed (sampling and k-means)")
     add_no_progress(parser)
 
 
@@ -59,21 +75,24 @@ def _subset(n: int, max_files: int | None, seed: int) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import logging
-
     from spidrkit.audio.io import SAMPLE_RATE
-    from spidrkit.cli.extract import build_source
-    from spidrkit.errors import ConfigError
     from spidrkit.units.extract import iter_features, list_audio
     from spidrkit.units.files import list_features, load_features
     from spidrkit.units.kmeans import KMeansConfig, fit_kmeans, sample_frames
     from spidrkit.utils.device import resolve_device
-    from spidrkit.utils.progress import progress
+    from spidrkit.utils.provenance import features_folder_source, source_identity
 
     device = resolve_device(args.device)
     show = not args.no_progress
     layer = args.layer
     if args.features:
+        identity, recorded_layer = features_folder_source(args.features)
+        if layer is not None and recorded_layer is not None and layer != recorded_layer:
+            raise ConfigError(
+                f"{args.features}: holds layer {recorded_layer} features (its extract record), "
+                f"not layer {layer}"
+            )
+        layer = layer if layer is not None else recorded_layer
         files = list_features(args.features)
         files = [files[i] for i in _subset(len(files), args.max_files, args.seed)]
         stream = (load_features(p) for _, p in progress(files, desc="read features", enabled=show))
@@ -101,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
             on_batch=bar.update,
         )
         key = source.layers[0]
+        identity = source_identity(source)
         stream = (f[key] for _, f in feats)
         source_desc = f"{args.audio} ({args.model or args.baseline})"
     frames, seen = sample_frames(stream, args.max_frames, seed=args.seed)
@@ -119,7 +139,13 @@ def run(args: argparse.Namespace) -> int:
         config,
         device=device,
         progress=show,
-        meta={"layer": layer, "source": source_desc, "frames_seen": seen},
+        meta={
+            "layer": layer,
+            "source": source_desc,
+            "frames_seen": seen,
+            # what made the features: `units` refuses this k-means on another model or layer
+            "source_id": json.dumps(identity, sort_keys=True) if identity is not None else None,
+        },
     )
     km.save(args.out)
     print(

@@ -14,8 +14,10 @@ same command again resumes from the newest checkpoint.
 from __future__ import annotations
 
 import argparse
+import os
 
 from spidrkit.cli.options import add_no_progress, add_overrides
+from spidrkit.config import load_config
 
 HELP = "train a unit language model (OPT-125M or tiny presets) on units JSONL"
 
@@ -38,9 +40,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-
-    from spidrkit.config import load_config
     from spidrkit.lm.config import LMTrainConfig
     from spidrkit.lm.train import train_lm
     from spidrkit.train.distributed import cleanup
@@ -61,5 +60,11 @@ def run(args: argparse.Namespace) -> int:
     if result.valid_loss is not None:
         line += f", valid loss {result.valid_loss:.4f} (ppl {result.valid_ppl:.2f})"
     print(line)
-    print(f"model: {result.output_dir / 'best.pt'}")
+    best = result.output_dir / "best.pt"
+    if best.is_file():
+        print(f"model: {best}")
+    else:  # no validation loss was computed (no validation tokens): the last checkpoint
+        from spidrkit.train.checkpoint import find_latest_checkpoint
+
+        print(f"model: {find_latest_checkpoint(result.output_dir)} (no best.pt: no validation)")
     return 0

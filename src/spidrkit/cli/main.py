@@ -9,8 +9,8 @@ import os
 import sys
 
 from spidrkit import __version__
-from spidrkit.cli.options import THREADED_COMMANDS, add_threads, apply_threads
-from spidrkit.errors import SpidrkitError, worker_message
+from spidrkit.cli.options import THREADED_COMMANDS, OneLineParser, add_threads, apply_threads
+from spidrkit.errors import ConfigError, SpidrkitError, worker_message
 
 # (command name, module under spidrkit.cli). Keep in pipeline order: it is the order of `--help`.
 COMMANDS: list[tuple[str, str]] = [
@@ -37,7 +37,7 @@ COMMANDS: list[tuple[str, str]] = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="spidrkit",
         description="SpidR/DinoSR speech encoders: pretrain, extract units, evaluate.",
     )
@@ -81,14 +81,24 @@ def main(argv: list[str] | None = None) -> int:
         apply_threads(getattr(args, "threads", None))
         return int(args._run(args) or 0)
     except SpidrkitError as exc:
-        print(f"spidrkit {args.command}: error: {worker_message(str(exc))}", file=sys.stderr)
+        print(f"spidrkit {args.command}: error: {error_text(exc)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(
+            f"spidrkit {args.command}: error: out of memory; the input asks for more than this "
+            "machine has (a smaller batch or file, or more memory)",
+            file=sys.stderr,
+        )
         return 2
     except OSError as exc:  # disk full, permissions, a vanished file: the OS said why, in one line
         if isinstance(exc, BrokenPipeError):
             sys.stderr.close()
             return 0
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"spidrkit {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(
+            f"spidrkit {args.command}: error: {where}{one_line(str(exc.strerror or exc))}",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print(f"spidrkit {args.command}: interrupted", file=sys.stderr)
@@ -96,6 +106,34 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like: not an error
         sys.stderr.close()
         return 0
+    except Exception as exc:  # a bug: still one line, the traceback with -v
+        if args.verbose:
+            raise
+        print(
+            f"spidrkit {args.command}: internal error: {type(exc).__name__}: "
+            f"{one_line(str(exc))} (a bug in spidrkit; rerun with -v for the traceback and report it)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def one_line(text: str, limit: int = 2000) -> str:
+    """``text`` on one line (lines joined with "; "), at most ``limit`` characters."""
+    joined = "; ".join(part.strip() for part in text.splitlines() if part.strip())
+    return joined if len(joined) <= limit else joined[: limit - 3] + "..."
+
+
+def error_text(exc: SpidrkitError) -> str:
+    """The message of a spidrkit error as printed: one line, except the list of a config's
+    problems (``invalid config:`` then one problem per line, all reported at once)."""
+    text = worker_message(str(exc))
+    if isinstance(exc, ConfigError) and "invalid config:" in text:
+        head, _, rest = text.partition("invalid config:")
+        problems = [p.strip() for p in rest.splitlines() if p.strip()]
+        if len(problems) == 1:  # the common case: one line
+            return f"{head}invalid config: {problems[0]}"
+        return text
+    return one_line(text)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,9 @@ import argparse
 from pathlib import Path
 from typing import Literal
 
-from spidrkit.cli.options import add_no_progress, add_out
+from spidrkit.cli.options import add_no_progress, add_out, count
+from spidrkit.errors import DataError
+from spidrkit.utils.files import refuse_clobbering
 
 HELP = "build a manifest from audio folders or tar archives, or --validate one"
 
@@ -56,11 +58,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--tolerance",
-        type=int,
+        type=count(0),
         default=0,
         help="with --validate: allowed num_samples difference (e.g. for mp3) (default: 0)",
     )
-    parser.add_argument("--workers", type=int, default=None, help="header-reading threads")
+    parser.add_argument(
+        "--workers", type=count(1, 1024), default=None, help="header-reading threads"
+    )
     add_no_progress(parser)
 
 
@@ -69,7 +73,6 @@ def run(args: argparse.Namespace) -> int:
     from spidrkit.data.manifest import Manifest, first_duplicate, write_manifest
     from spidrkit.data.scan import scan_directory, scan_tar
     from spidrkit.data.validate import validate_manifest
-    from spidrkit.errors import DataError
 
     show = not args.no_progress
     if args.validate is not None:
@@ -86,6 +89,12 @@ def run(args: argparse.Namespace) -> int:
         return 0 if report.ok else 1
     if not args.inputs or args.out is None:
         raise DataError("give audio folders or tar archives and -o OUT (or --validate M.csv)")
+    refuse_clobbering({"-o": args.out}, list(args.inputs))
+    if args.out.suffix.lower() in (*AUDIO_EXTENSIONS, ".tar") or args.out.is_dir():
+        raise DataError(
+            f"-o {args.out}: names an audio file, an archive or a folder; a manifest is a .csv or "
+            ".tsv file"
+        )
     exts = [e for e in args.ext.split(",") if e.strip()] if args.ext else AUDIO_EXTENSIONS
     manifests = []
     for src in args.inputs:

@@ -1,18 +1,77 @@
 """The options every command spells the same way (documented once in docs/cli.md).
 
 ``--model`` (preset or checkpoint), ``--layers`` (``4,5,6`` or ``4 5 6``; 1-based), ``-o/--out``,
-``--device`` (default ``auto``) and ``--no-progress``. Old spellings (``--encoder``, ``--output``,
+``--json PATH`` (``-`` for stdout), ``--device`` (default ``auto``) and ``--no-progress``. Old spellings (``--encoder``, ``--output``,
 ``--quiet``) still work for one release and print a deprecation warning.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
+
+from spidrkit.errors import ConfigError
+from spidrkit.utils.files import atomic_write
 
 REMOVED_IN = "spidrkit 0.3"
+
+
+class Number:
+    """An argparse ``type=`` for a number in ``[lo, hi]`` (finite; ``int`` or ``float``).
+
+    Every numeric option of every command uses one (``tests/test_cli_domains.py`` walks the parser
+    and generates values outside each domain): ``--patience -1`` or ``--hours inf`` is refused
+    when the command line is parsed, before anything runs.
+    """
+
+    def __init__(
+        self, kind: type, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False
+    ) -> None:
+        self.kind, self.lo, self.hi, self.lo_open = kind, lo, hi, lo_open
+        self.__name__ = kind.__name__  # argparse names the type in its messages
+
+    def describe(self) -> str:
+        def fmt(x: float) -> str:
+            return str(int(x)) if self.kind is int else f"{x:g}"
+
+        lo = "-inf" if self.lo is None else fmt(self.lo)
+        hi = "inf" if self.hi is None else fmt(self.hi)
+        return f"{'(' if self.lo_open else '['}{lo}, {hi}]"
+
+    def __call__(self, text: str) -> Any:
+        try:
+            value = self.kind(text)
+        except ValueError:
+            what = "an integer" if self.kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        import math
+
+        bad = not math.isfinite(value)
+        if self.lo is not None:
+            bad = bad or value < self.lo or (self.lo_open and value == self.lo)
+        if self.hi is not None:
+            bad = bad or value > self.hi
+        if bad:
+            raise argparse.ArgumentTypeError(f"{text} is not in {self.describe()}")
+        return value
+
+
+def count(lo: int = 0, hi: int = 1 << 40) -> Number:
+    """An integer option in ``[lo, hi]``."""
+    return Number(int, lo, hi)
+
+
+SEED = Number(int, 0, (1 << 63) - 1)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line (``spidrkit CMD: error: ...``), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 class _Option(argparse.Action):
@@ -151,6 +210,59 @@ def add_out(
     )
 
 
+STDOUT = "-"
+_NO_PATH = object()
+
+
+class _JsonPath(argparse.Action):
+    """``--json PATH``; a bare ``--json`` (its meaning in spidrkit <= 0.1 for some commands) is a
+    usage error that says what to write instead."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        if values is _NO_PATH:
+            parser.error(
+                f"{option_string} needs a file to write, e.g. {option_string} out.json; "
+                f"use '{option_string} -' to print the JSON on stdout"
+            )
+        setattr(namespace, self.dest, values)
+
+
+def add_json(parser: argparse.ArgumentParser, *, help: str) -> None:
+    """``--json PATH`` into ``args.json_out``: write the command's results as JSON to PATH (the
+    text output stays as it is), or with ``--json -`` print the JSON on stdout instead of the text.
+    One meaning for every command (docs/cli.md)."""
+    parser.add_argument(
+        "--json",
+        dest="json_out",
+        action=_JsonPath,
+        nargs="?",
+        const=_NO_PATH,
+        metavar="PATH",
+        help=f"{help}; '-' prints the JSON on stdout instead of the text",
+    )
+
+
+def json_to_stdout(args: argparse.Namespace) -> bool:
+    """True when ``--json -`` asked for JSON on stdout (the command then prints no text there)."""
+    return getattr(args, "json_out", None) == STDOUT
+
+
+def write_json_output(data: Any, path: str) -> None:
+    """The ``--json`` output: ``data`` on stdout for ``-``, else to ``path`` atomically."""
+    if path == STDOUT:
+        print(json.dumps(data, indent=2))
+        return
+    with atomic_write(path, "w") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+
+
 def add_device(parser: argparse.ArgumentParser) -> None:
     """``--device`` into ``args.device``, default ``auto`` (CUDA when available, else CPU)."""
     parser.add_argument(
@@ -175,6 +287,68 @@ def add_no_progress(parser: argparse.ArgumentParser, *, deprecated: Sequence[str
     )
 
 
+def add_source_arguments(parser: argparse.ArgumentParser, *, one_layer: bool = False) -> None:
+    """--model / --baseline / --layers / --device / batching options of extract, kmeans, units.
+
+    ``one_layer``: ``--layer`` (= ``--layers``) takes a single layer, into ``args.layer``.
+    """
+    src = parser.add_mutually_exclusive_group()
+    add_model(src, help="spidrkit or official checkpoint, or a preset name (spidr_base, ...)")
+    src.add_argument(
+        "--baseline",
+        metavar="NAME",
+        help="mfcc, logmel, or hf:<folder-or-hub-name> (needs spidrkit[hf])",
+    )
+    if one_layer:
+        add_layers(parser, one=True)
+    else:
+        add_layers(parser, help="1-based layers: 4,5,6 or 4 5 6 (0 = HF Transformer input)")
+    parser.add_argument(
+        "--after-residual",
+        action="store_true",
+        help="layer outputs x instead of the layer results f (before residual)",
+    )
+    parser.add_argument(
+        "--hop-ms",
+        type=count(10, 20),
+        default=20,
+        choices=[10, 20],
+        help="frame step of the mfcc/logmel baselines (default 20, as the encoders)",
+    )
+    parser.add_argument(
+        "--cmvn",
+        action="store_true",
+        help="mfcc/logmel: normalise each dimension per utterance (the ZeroSpeech MFCC baseline)",
+    )
+    add_device(parser)
+    parser.add_argument(
+        "--batch-seconds",
+        type=Number(float, 0.0, 86400.0, lo_open=True),
+        default=200.0,
+        help="max padded audio seconds per batch (default 200)",
+    )
+    parser.add_argument(
+        "--batch-items", type=count(1, 1 << 20), default=64, help="max files per batch"
+    )
+
+
+def build_source(args: argparse.Namespace, layers: list[int] | None, device: Any) -> Any:
+    """The feature source named by --model / --baseline, on ``device``."""
+    # torch-heavy: imported when a command runs, not when the parser is built
+    from spidrkit.units.baselines import parse_baseline
+    from spidrkit.units.extract import EncoderFeatures, load_encoder
+
+    if args.baseline:
+        cmvn = getattr(args, "cmvn", False)
+        return parse_baseline(args.baseline, layers, hop_ms=args.hop_ms, cmvn=cmvn).to(device)
+    if not args.model:
+        raise ConfigError("give the encoder with --model CKPT_OR_PRESET, or --baseline")
+    if not layers:
+        raise ConfigError("give the layers to extract with --layers (e.g. --layers 6)")
+    model = load_encoder(args.model, device)
+    return EncoderFeatures(model, layers, before_residual=not args.after_residual)
+
+
 def add_overrides(parser: argparse.ArgumentParser) -> None:
     """``--set section.key=value`` of every TOML-driven command (into ``args.overrides``)."""
     parser.add_argument(
@@ -195,7 +369,7 @@ def add_threads(parser: argparse.ArgumentParser) -> None:
     """``--threads N`` of the long commands (into ``args.threads``)."""
     parser.add_argument(
         "--threads",
-        type=int,
+        type=count(1, 4096),
         default=None,
         metavar="N",
         help="CPU threads of torch (default: torch's, one per core; OMP_NUM_THREADS also works). "
@@ -212,8 +386,6 @@ def apply_threads(threads: int | None) -> None:
     """
     if threads is None:
         return
-    from spidrkit.errors import ConfigError
-
     if threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {threads}")
     import torch

@@ -21,8 +21,20 @@ A folder given with --task is recognised from its gold.csv columns.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from spidrkit.cli.options import add_device, add_layers, add_model, add_no_progress, add_out
+from spidrkit.cli.options import (
+    add_device,
+    add_json,
+    add_layers,
+    add_model,
+    add_no_progress,
+    add_out,
+    count,
+    json_to_stdout,
+    write_json_output,
+)
+from spidrkit.errors import ConfigError
 
 HELP = "zero-shot sWUGGY / sBLIMP / StoryCloze accuracies of a unit LM"
 
@@ -66,16 +78,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-dedup", action="store_true", help="keep repeated units (use if the LM saw them)"
     )
-    parser.add_argument("--max-tokens", type=int, default=32768, help="tokens per scoring batch")
+    parser.add_argument(
+        "--max-tokens", type=count(1, 1 << 28), default=32768, help="tokens per scoring batch"
+    )
     add_device(parser)
     add_no_progress(parser)
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_json(parser, help="write the accuracies as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-
-    from spidrkit.errors import ConfigError
     from spidrkit.lm.evaluate import (
         Tokenizer,
         UnitsLookup,
@@ -126,17 +137,18 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.out:
         write_report(report, args.out)
-    if args.json:
-        print(json.dumps(report.to_json(), indent=2))
-    else:
-        print(format_table(report.results))
-        if args.out:
-            print(f"submission files and scores.json in {args.out}")
+    if json_to_stdout(args):
+        write_json_output(report.to_json(), args.json_out)
+        return 0
+    print(format_table(report.results))
+    if args.out:
+        print(f"submission files and scores.json in {args.out}")
+    if args.json_out:
+        write_json_output(report.to_json(), args.json_out)
+        print(f"wrote {args.json_out}")
     return 0
 
 
 def _sc_name(label: str, folder: str, all_folders: list[str]) -> str:
     """``sSC`` / ``tSC``, with the folder name appended when several are given."""
-    from pathlib import Path
-
     return label if len(all_folders) == 1 else f"{label}/{Path(folder).name}"

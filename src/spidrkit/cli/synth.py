@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 
-from spidrkit.cli.options import add_no_progress, add_out
+from spidrkit.cli.options import SEED, Number, add_no_progress, add_out, count
 
 HELP = "make the synthetic speech corpus (audio, alignments, ABX items, minimal pairs)"
 
@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--hours",
-        type=float,
+        type=Number(float, 0.0, 10_000.0, lo_open=True),
         default=None,
         help="total hours of audio (overrides the preset's size)",
     )
@@ -42,9 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="voices and recording conditions (default: the preset's; tiny and clean: clean, "
         "demo: realistic)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--seed", type=SEED, default=0, help="random seed (default: 0)")
     parser.add_argument(
-        "--workers", type=int, default=None, help="worker processes (default: every usable core)"
+        "--workers",
+        type=count(1, 1024),
+        default=None,
+        help="worker processes (default: every usable core)",
     )
     parser.add_argument(
         "--overwrite", action="store_true", help="replace an existing corpus in --out"

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import argparse
 
-from spidrkit.cli.options import add_no_progress, add_overrides
+from spidrkit.cli.options import add_no_progress, add_overrides, count
+from spidrkit.errors import ConfigError
 
 HELP = "pretrain or adapt SpidR/DinoSR (single process, torchrun, or SLURM via submitit)"
 
@@ -54,14 +55,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     slurm.add_argument(
         "--slurm", action="store_true", help="submit to SLURM instead of running here"
     )
-    slurm.add_argument("--nodes", type=int, default=1, help="nodes [1]")
+    slurm.add_argument("--nodes", type=count(1, 1 << 16), default=1, help="nodes [1]")
     slurm.add_argument(
-        "--gpus-per-node", type=int, default=1, help="GPUs (= processes) per node [1]"
+        "--gpus-per-node", type=count(1, 1024), default=1, help="GPUs (= processes) per node [1]"
     )
     slurm.add_argument("--partition", default=None, help="SLURM partition")
     slurm.add_argument("--time", default="24:00:00", help="time limit per allocation [24:00:00]")
-    slurm.add_argument("--cpus-per-task", type=int, default=10, help="CPUs per GPU process [10]")
-    slurm.add_argument("--mem-gb", type=int, default=None, help="memory per node in GB")
+    slurm.add_argument(
+        "--cpus-per-task", type=count(1, 1 << 16), default=10, help="CPUs per GPU process [10]"
+    )
+    slurm.add_argument(
+        "--mem-gb", type=count(1, 1 << 24), default=None, help="memory per node in GB"
+    )
     slurm.add_argument("--account", default=None)
     slurm.add_argument("--qos", default=None)
     slurm.add_argument("--constraint", default=None)
@@ -77,7 +82,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _slurm_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     import tomllib
 
-    from spidrkit.errors import ConfigError
     from spidrkit.train.slurm import SlurmOptions, parse_time
 
     extra = {}
@@ -109,7 +113,6 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     if args.slurm:
-        from spidrkit.errors import ConfigError
         from spidrkit.train.slurm import submit
 
         if args.overwrite:

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import argparse
 
+from spidrkit.cli.options import add_no_progress, add_out, add_source_arguments, build_source
+from spidrkit.errors import ConfigError
+from spidrkit.utils.files import refuse_clobbering
+from spidrkit.utils.progress import progress
+
 HELP = "codebook or k-means units of audio/features, as JSONL (+ text)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from spidrkit.cli.extract import add_source_arguments
-    from spidrkit.cli.options import add_no_progress, add_out
-
     parser.add_argument("input", nargs="?", help="manifest or audio folder (omit with --features)")
     parser.add_argument("--features", metavar="DIR", help="features folder instead of audio")
     add_out(parser, required=True, help="output units JSONL file")
@@ -49,8 +51,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from spidrkit.audio.io import SAMPLE_RATE
-    from spidrkit.cli.extract import build_source
-    from spidrkit.errors import ConfigError
     from spidrkit.units.extract import iter_features, list_audio
     from spidrkit.units.files import Units, list_features, load_features, write_units
     from spidrkit.units.kmeans import KMeans
@@ -61,8 +61,11 @@ def run(args: argparse.Namespace) -> int:
         units_from_features,
     )
     from spidrkit.utils.device import resolve_device
-    from spidrkit.utils.progress import progress
+    from spidrkit.utils.provenance import features_folder_source, source_identity
 
+    refuse_clobbering(
+        {"--out": args.out, "--txt": args.txt}, [args.input, args.kmeans, args.features]
+    )
     dedup = not args.no_dedup
     show = not args.no_progress
     device = resolve_device(args.device)
@@ -72,6 +75,10 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("give either an audio input or --features, not both")
         if kmeans is None:
             raise ConfigError("units from --features need --kmeans (codebook units need audio)")
+        identity, layer = features_folder_source(args.features)
+        if args.layer is not None and layer is not None and args.layer != layer:
+            raise ConfigError(f"{args.features}: holds layer {layer} features, not {args.layer}")
+        kmeans.check_source(identity, layer if layer is not None else args.layer)
         files = list_features(args.features)
         stream = (
             (fid, load_features(p).to(device))
@@ -85,10 +92,9 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("give the layer with --layer (e.g. --layer 6)")
         items = list_audio(args.input, show_progress=show)
         if kmeans is not None:
-            source: CodebookUnits | KMeansUnits = KMeansUnits(
-                build_source(args, [args.layer] if args.layer is not None else None, device),
-                kmeans,
-            ).to(device)
+            feats = build_source(args, [args.layer] if args.layer is not None else None, device)
+            kmeans.check_source(source_identity(feats), feats.layers[0])
+            source: CodebookUnits | KMeansUnits = KMeansUnits(feats, kmeans).to(device)
         elif args.baseline:
             raise ConfigError("baselines have no codebooks: give --kmeans")
         elif not args.model:

@@ -7,14 +7,16 @@ and report every bad value at once through ``validate()``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
+
+from spidrkit.config import UNIT, Range, count, ranged
 
 MaskSelection = Literal["static", "uniform", "normal", "poisson"]
 
 
 @dataclass(frozen=True)
 class MaskingConfig:
-    """Span masking of encoder frames (fairseq semantics and field names, SPEC section 2).
+    """Span masking of encoder frames (fairseq semantics and field names, docs/data.md, "Masking").
 
     mask_prob: expected fraction of frames that start a span, times mask_length [0.8].
     mask_length: span length in frames [10] (the mean for "uniform"/"normal"/"poisson").
@@ -28,6 +30,14 @@ class MaskingConfig:
     With defaults, about 55-60% of frames are masked.
     """
 
+    RANGES: ClassVar[dict[str, Range]] = {
+        "mask_prob": UNIT,
+        "mask_length": count(1, 1 << 14),
+        "mask_other": Range(0.0, float(1 << 14)),
+        "min_masks": count(0, 1 << 14),
+        "mask_min_space": count(0, 1 << 14),
+    }
+
     mask_prob: float = 0.8
     mask_length: int = 10
     mask_selection: MaskSelection = "static"
@@ -36,18 +46,9 @@ class MaskingConfig:
     no_mask_overlap: bool = False
     mask_min_space: int = 1
 
+    @ranged
     def validate(self) -> list[str]:
         errors = []
-        if not 0.0 <= self.mask_prob <= 1.0:
-            errors.append(f"mask_prob: {self.mask_prob} is not in [0, 1]")
-        if self.mask_length < 1:
-            errors.append(f"mask_length: {self.mask_length} must be >= 1")
-        if self.min_masks < 0:
-            errors.append(f"min_masks: {self.min_masks} must be >= 0")
-        if self.mask_min_space < 0:
-            errors.append(f"mask_min_space: {self.mask_min_space} must be >= 0")
-        if self.mask_selection == "normal" and self.mask_other < 0:
-            errors.append(f"mask_other: {self.mask_other} must be >= 0 (a standard deviation)")
         if self.mask_selection == "uniform" and self.mask_other > 2 * self.mask_length:
             errors.append(
                 f"mask_other: {self.mask_other} exceeds 2*mask_length ({2 * self.mask_length}), "
@@ -80,6 +81,16 @@ class DataConfig:
         student the training audio; empty = both read the training audio (official) [()].
     """
 
+    RANGES: ClassVar[dict[str, Range]] = {
+        "sample_rate": count(1000, 384_000),
+        "max_batch_samples": count(1, 1 << 31),
+        "min_sample_size": count(1, 1 << 31),
+        "max_sample_size": count(1, 1 << 31),
+        "num_buckets": count(1, 1 << 20),
+        "num_workers": count(0, 1024),
+        "prefetch_factor": count(1, 1024),
+    }
+
     train_manifests: tuple[str, ...] = ()
     valid_manifests: tuple[str, ...] = ()
     target_manifests: tuple[str, ...] = ()
@@ -95,12 +106,9 @@ class DataConfig:
     prefetch_factor: int = 2
     pin_memory: bool = True
 
+    @ranged
     def validate(self) -> list[str]:
         errors = []
-        if self.sample_rate <= 0:
-            errors.append(f"sample_rate: {self.sample_rate} must be > 0")
-        if self.min_sample_size < 1:
-            errors.append(f"min_sample_size: {self.min_sample_size} must be >= 1")
         if self.max_sample_size < self.min_sample_size:
             errors.append(
                 f"max_sample_size: {self.max_sample_size} is below min_sample_size "
@@ -111,12 +119,6 @@ class DataConfig:
                 f"max_batch_samples: {self.max_batch_samples} is below max_sample_size "
                 f"{self.max_sample_size}: the longest item would not fit in a batch"
             )
-        if self.num_buckets < 1:
-            errors.append(f"num_buckets: {self.num_buckets} must be >= 1")
-        if self.num_workers < 0:
-            errors.append(f"num_workers: {self.num_workers} must be >= 0")
-        if self.prefetch_factor < 1:
-            errors.append(f"prefetch_factor: {self.prefetch_factor} must be >= 1")
         if self.target_manifests and len(self.target_manifests) != len(self.train_manifests):
             errors.append(
                 f"target_manifests: {len(self.target_manifests)} given for "

@@ -1,4 +1,4 @@
-"""Encoder frames per waveform length: the conv formula of SPEC section 2.
+"""Encoder frames per waveform length: the conv formula of docs/models.md, "The architecture".
 
 ``conv_num_frames(16000) == 49``: each feature-extractor conv (kernel k, stride s, no padding) maps n
 samples to ``floor((n - k) / s) + 1`` (0 when n < k). The one place the formula lives: the models

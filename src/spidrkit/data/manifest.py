@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from spidrkit.audio import load_audio
 from spidrkit.audio.io import SAMPLE_RATE
 from spidrkit.data.columns import StringColumn
 from spidrkit.data.csvparse import parse_block
@@ -158,8 +159,6 @@ class Manifest:
         self, i: int, *, target_sr: int = SAMPLE_RATE, allow_resample: bool = True
     ) -> np.ndarray:
         """Decoded mono float32 ``[samples]`` of row ``i`` at ``target_sr`` (not standardised)."""
-        from spidrkit.audio import load_audio
-
         if self.paths is not None:
             return load_audio(self.path(i), target_sr=target_sr, allow_resample=allow_resample)
         view = self.read_bytes(i)

@@ -1,4 +1,4 @@
-"""Span masking of encoder frames, with fairseq's semantics (SPEC section 2).
+"""Span masking of encoder frames, with fairseq's semantics (docs/data.md, "Masking").
 
 ``compute_mask_indices((batch, frames), valid_frames, cfg, rng=rng)`` returns int64 ``[batch, M]``:
 the sorted masked frame indices of each row, the same M for every row (the model indexes

@@ -52,9 +52,10 @@ def _report(problems: list[str], what: str, skip_errors: bool) -> None:
     if skip_errors:
         log.warning("skipped %d unreadable files in %s:\n  %s%s", len(problems), what, shown, more)
         return
-    raise DataError(
+    listed = "; ".join(problems[:50]) + (f"; ... and {len(problems) - 50} more" if more else "")
+    raise DataError(  # one line, every file named (up to 50)
         f"{what}: {len(problems)} unreadable audio files (fix or remove them, or pass "
-        f"--skip-errors):\n  {shown}{more}"
+        f"--skip-errors): {listed}"
     )
 
 
@@ -139,7 +140,13 @@ def scan_directory(
     rels: list[str] = []
     listing = progress(desc=f"list {root.name or root}", unit="file", enabled=show_progress)
     with listing:
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        seen: set[tuple[int, int]] = set()  # real folders listed: a symlink loop or a second
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):  # link is skipped
+            st = os.stat(dirpath)
+            if (st.st_dev, st.st_ino) in seen:
+                dirnames[:] = []
+                continue
+            seen.add((st.st_dev, st.st_ino))
             dirnames.sort()
             rel_dir = os.path.relpath(dirpath, root)
             before = len(rels)

@@ -10,9 +10,10 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from spidrkit.errors import DataError, SpidrkitError
+from spidrkit.errors import DataError, OutputError, SpidrkitError
 from spidrkit.eval.abx.result import ABXResult
 from spidrkit.eval.unit_quality import UnitQuality
+from spidrkit.utils.files import atomic_write
 
 
 def _pyplot() -> Any:
@@ -68,10 +69,20 @@ def plot_abx_layers(results: Sequence[ABXResult], out: str | Path, title: str = 
     ax.set_title(title or "ABX error per layer (lower is better)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
+    return _save(fig, plt, Path(out))
+
+
+def _save(fig: Any, plt: Any, out: Path) -> Path:
+    """Write the figure atomically (a full disk keeps the previous image), in the format of the
+    file's extension."""
+    fmt = out.suffix.lstrip(".").lower() or "png"
+    try:
+        with atomic_write(out, "wb") as f:
+            fig.savefig(f, format=fmt)
+    except ValueError as exc:  # an image format matplotlib does not write
+        raise OutputError(f"{out}: {str(exc).splitlines()[0]}") from None
+    finally:
+        plt.close(fig)
     return out
 
 
@@ -113,8 +124,4 @@ def plot_phone_unit(q: UnitQuality, out: Any, title: str = "") -> Any:
         fig.savefig(out, format="png")
         plt.close(fig)
         return out
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return _save(fig, plt, Path(out))

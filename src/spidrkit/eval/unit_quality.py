@@ -1,4 +1,4 @@
-"""Unit quality against frame-level phone labels: PNMI, purities, perplexity, bitrate (SPEC 4).
+"""Unit quality against frame-level phone labels: PNMI, purities, perplexity, bitrate (docs/evaluation.md).
 
 Units (usually 20 ms) are repeated to the label rate (usually 10 ms: each unit twice); a length
 mismatch of up to ``tolerance`` label frames is cut off, a larger one is an error naming the
@@ -25,7 +25,8 @@ import torch
 
 from spidrkit.errors import DataError
 from spidrkit.units.files import frame_units_by_key, match_keys
-from spidrkit.utils.textfiles import MAX_UNIT_ID, duplicate_error, iter_jsonl
+from spidrkit.utils.files import atomic_write
+from spidrkit.utils.textfiles import MAX_UNIT_ID, duplicate_error, iter_jsonl, read_json_file
 
 log = logging.getLogger(__name__)
 
@@ -82,18 +83,30 @@ class UnitQuality:
         return cls(**kw, counts=np.asarray(d.get("counts", []), dtype=np.int64))
 
     def write_json(self, path: str | Path) -> None:
-        from spidrkit.utils.files import atomic_write
-
         with atomic_write(path, "w") as f:
             json.dump(self.to_dict(), f)
             f.write("\n")
 
     @classmethod
     def read_json(cls, path: str | Path) -> UnitQuality:
+        data = read_json_file(path, "unit-quality JSON (spidrkit unit-quality --json)")
         try:
-            return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
-        except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise DataError(f"{path}: not a unit-quality JSON ({exc!r})") from None
+            q = cls.from_dict(data)
+            phones_ok = all(isinstance(p, str) for p in q.phones)
+            units_ok = all(isinstance(u, int) and not isinstance(u, bool) for u in q.units)
+            shape_ok = q.counts.shape == (len(q.phones), len(q.units))
+            numbers_ok = all(
+                isinstance(v, int | float) and math.isfinite(v)
+                for v in (q.pnmi, q.phone_purity, q.cluster_purity, q.perplexity)
+            )
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError, OverflowError) as exc:
+            raise DataError(f"{path}: not a unit-quality JSON ({str(exc)[:200]})") from None
+        if not (phones_ok and units_ok and shape_ok and numbers_ok):
+            raise DataError(
+                f"{path}: not a unit-quality JSON (phones must be strings, units integers, counts "
+                "[phones, units] and the metrics finite numbers)"
+            )
+        return q
 
 
 def metrics_from_counts(counts: np.ndarray) -> tuple[float, float, float, float, int]:
@@ -107,14 +120,20 @@ def metrics_from_counts(counts: np.ndarray) -> tuple[float, float, float, float,
     mi = float((p[nz] * np.log(p[nz] / np.outer(py, pz)[nz])).sum())
     hy = float(-(py[py > 0] * np.log(py[py > 0])).sum())
     hz_bits = float(-(pz[pz > 0] * np.log2(pz[pz > 0])).sum())
-    pnmi = mi / hy if hy > 0 else float("nan")
-    return (
-        pnmi,
-        float(p.max(0).sum()),
-        float(p.max(1).sum()),
-        2.0**hz_bits,
-        int((pz > 0).sum()),
-    )
+    if hy <= 0:
+        raise DataError(
+            "PNMI is undefined: every labelled frame has the same phone (phone entropy 0); "
+            "evaluate on labels with at least two phones"
+        )
+    out = (mi / hy, float(p.max(0).sum()), float(p.max(1).sum()), 2.0**hz_bits)
+    bad = [
+        n
+        for n, v in zip(("PNMI", "phone purity", "cluster purity", "perplexity"), out)
+        if not math.isfinite(v)
+    ]
+    if bad:  # one rule for every metric: finite, or an error
+        raise DataError(f"{', '.join(bad)} came out non-finite; check the labels and units")
+    return (*out, int((pz > 0).sum()))
 
 
 def compute_unit_quality(

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
 
+from spidrkit.config import BIG, PROB, SEED, Range, count, from_dict, ranged, to_dict
+from spidrkit.errors import ConfigError
+from spidrkit.lm.vocab import NUM_SPECIALS
 from spidrkit.train.config import OptimizerConfig
 from spidrkit.utils.precision import Precision
 
@@ -21,8 +24,21 @@ from spidrkit.utils.precision import Precision
 class UnitLMConfig:
     """Decoder-only Transformer over discrete units. OPT names in brackets."""
 
+    RANGES: ClassVar[dict[str, Range]] = {
+        "num_units": count(1, 1 << 20),
+        "num_layers": count(1, 256),
+        "embed_dim": count(1, 1 << 14),
+        "num_heads": count(1, 1 << 10),
+        "ffn_dim": count(1, 1 << 16),
+        "max_positions": count(3, 1 << 20),
+        "dropout": PROB,
+        "attention_dropout": PROB,
+    }
+
     num_units: int = 256
-    """Size of the unit inventory (k-means clusters or codewords); special tokens come on top."""
+    """Size of the unit inventory (k-means clusters or codewords); special tokens come on top.
+    ``lm-train`` sets it from the data unless ``[model] num_units`` is given (see
+    :func:`spidrkit.lm.train.num_units_for`)."""
     num_layers: int = 12
     """Transformer blocks [num_hidden_layers]."""
     embed_dim: int = 768
@@ -47,31 +63,15 @@ class UnitLMConfig:
     @property
     def vocab_size(self) -> int:
         """Units plus the special tokens (pad, bos, eos), see :mod:`spidrkit.lm.vocab`."""
-        from spidrkit.lm.vocab import NUM_SPECIALS
-
         return self.num_units + NUM_SPECIALS
 
+    @ranged
     def validate(self) -> list[str]:
-        problems = []
-        for name in (
-            "num_units",
-            "num_layers",
-            "embed_dim",
-            "num_heads",
-            "ffn_dim",
-            "max_positions",
-        ):
-            if getattr(self, name) < 1:
-                problems.append(f"{name}: must be >= 1, got {getattr(self, name)}")
-        if self.num_heads >= 1 and self.embed_dim % self.num_heads:
+        problems = []  # ranges in RANGES (max_positions >= 3: bos, one unit and eos)
+        if self.embed_dim % self.num_heads:
             problems.append(
                 f"num_heads: {self.num_heads} does not divide embed_dim {self.embed_dim}"
             )
-        if self.max_positions < 3:
-            problems.append("max_positions: must leave room for bos, one unit and eos (>= 3)")
-        for name in ("dropout", "attention_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                problems.append(f"{name}: must be in [0, 1), got {getattr(self, name)}")
         return problems
 
 
@@ -99,10 +99,20 @@ LM_PRESETS: dict[str, UnitLMConfig] = {
 class LMDataConfig:
     """Where the unit sequences come from and how they are batched."""
 
+    RANGES: ClassVar[dict[str, Range]] = {
+        "valid_fraction": Range(0.0, 1.0, lo_open=True, hi_open=True),
+        "block_size": count(3, 1 << 20),
+        "max_tokens": count(3, 1 << 28),
+        "num_workers": count(0, 1024),
+    }
+
     train: Path = Path("units/train.jsonl")
     """Units JSONL of the training set (``spidrkit units`` output)."""
     valid: Path | None = None
     """Units JSONL for validation perplexity; None holds out ``valid_fraction`` of ``train``."""
+    kmeans: Path | None = None
+    """The k-means model (``spidrkit kmeans`` output) the units come from: its k is the number of
+    units of the LM. Without it (and without ``[model] num_units``) the largest unit + 1 is used."""
     valid_fraction: float = 0.01
     """Share of training utterances held out when ``valid`` is not given (at least one)."""
     deduplicate: bool = True
@@ -118,12 +128,9 @@ class LMDataConfig:
     num_workers: int = 0
     """DataLoader worker processes."""
 
+    @ranged
     def validate(self) -> list[str]:
         problems = []
-        if not 0.0 < self.valid_fraction < 1.0:
-            problems.append(f"valid_fraction: must be in (0, 1), got {self.valid_fraction}")
-        if self.block_size < 3:
-            problems.append(f"block_size: must be >= 3, got {self.block_size}")
         if self.max_tokens < self.block_size:
             problems.append(
                 f"max_tokens: {self.max_tokens} is smaller than block_size {self.block_size}"
@@ -149,16 +156,28 @@ class LMOptimizerConfig(OptimizerConfig):
 class LMValidationConfig:
     """``[validation]``: validation loss on ``data.valid`` (or the held-out share)."""
 
+    RANGES: ClassVar[dict[str, Range]] = {"interval": count(0, BIG)}
+
     interval: int = 1000
     """Steps between validations (0 = only at the end), as pretraining's ``validation.interval``."""
 
+    @ranged
     def validate(self) -> list[str]:
-        return [f"interval: must be >= 0, got {self.interval}"] if self.interval < 0 else []
+        return []
 
 
 @dataclass(frozen=True)
 class LMRunConfig:
     """Length of the run, precision, logging and checkpoints (pretraining's ``[run]`` names)."""
+
+    RANGES: ClassVar[dict[str, Range]] = {
+        "max_steps": count(1, BIG),
+        "grad_accum": count(1, 1 << 16),
+        "seed": SEED,
+        "log_interval": count(1, BIG),
+        "save_interval": count(1, BIG),
+        "keep_last": count(0, 1 << 20),
+    }
 
     output_dir: Path = Path("runs/lm")
     max_steps: int = 20000
@@ -181,14 +200,9 @@ class LMRunConfig:
     compile: bool = False
     """``torch.compile`` the model (CUDA only)."""
 
+    @ranged
     def validate(self) -> list[str]:
-        problems = []
-        for name in ("max_steps", "grad_accum", "log_interval", "save_interval"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name}: must be >= 1, got {getattr(self, name)}")
-        if self.keep_last < 0:
-            problems.append(f"keep_last: must be >= 0, got {self.keep_last}")
-        return problems
+        return []
 
 
 @dataclass(frozen=True)
@@ -213,10 +227,10 @@ class LMTrainConfig:
     validation: LMValidationConfig = field(default_factory=LMValidationConfig)
     run: LMRunConfig = field(default_factory=LMRunConfig)
 
+    @ranged
     def validate(self) -> list[str]:
         if self.preset not in LM_PRESETS:
             return [f"preset: {self.preset!r} is not one of {sorted(LM_PRESETS)}"]
-        from spidrkit.errors import ConfigError
 
         try:
             self.model_config()
@@ -226,8 +240,6 @@ class LMTrainConfig:
 
     def model_config(self) -> UnitLMConfig:
         """The preset with the ``[model]`` keys applied (validated)."""
-        from spidrkit.config import from_dict, to_dict
-
         base = to_dict(LM_PRESETS[self.preset])
         base.update(self.model)
         return from_dict(UnitLMConfig, base)

@@ -10,13 +10,14 @@ in.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from spidrkit.errors import DataError
+from spidrkit.errors import CheckpointError, DataError
 from spidrkit.lm.model import UnitLM
 from spidrkit.lm.vocab import PAD, encode
 from spidrkit.utils.progress import progress
@@ -98,6 +99,12 @@ def score_sequences(
         for j, i in enumerate(batch):
             n = int(counts[j])
             total = float(sums[j])
+            if not math.isfinite(total):  # a score is finite or an error, never a silent 0 %
+                where = names[first[unique[i]]] if names is not None else f"sequence {i}"
+                raise CheckpointError(
+                    f"{where}: the unit LM gives a non-finite log-likelihood ({total}); its "
+                    "weights are not usable (a diverged run?)"
+                )
             results[i] = LogLikelihood(total, total / n if n else 0.0, n)
     model.train(was_training)
     return [results[index[k]] for k in keys]  # type: ignore[misc]

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import torch
 
-from spidrkit.config import to_dict
+from spidrkit.config import from_dict, to_dict
 from spidrkit.errors import CheckpointError, ConfigError, DataError
-from spidrkit.lm.config import LMTrainConfig, UnitLMConfig, model_config_from_dict
+from spidrkit.lm.config import LMTrainConfig, UnitLMConfig
 from spidrkit.lm.data import (
     LMBatches,
     UnitRecord,
@@ -44,6 +44,8 @@ from spidrkit.train.engine import Engine
 from spidrkit.train.monitor import MetricsLogger, format_postfix
 from spidrkit.train.optim import build_optimizer, build_scheduler
 from spidrkit.train.rundir import METRICS_NAME, run_folder, truncate_metrics
+from spidrkit.train.trainer import NonFiniteLossError
+from spidrkit.units.kmeans import KMeans
 from spidrkit.utils.files import atomic_write
 from spidrkit.utils.precision import autocast
 from spidrkit.utils.progress import progress
@@ -75,7 +77,7 @@ def save_lm(path: str | Path, model: UnitLM, extra: dict | None = None) -> Path:
         "lm_config": dataclasses.asdict(model.cfg),
         **(extra or {}),
     }
-    with atomic_write(path, "wb") as f:
+    with atomic_write(path, "wb", digest=True) as f:
         torch.save(state, f)
     return Path(path)
 
@@ -101,19 +103,65 @@ def load_lm(path: str | Path, device: str | torch.device = "cpu") -> UnitLM:
         raise CheckpointError(
             f"{path}: not a unit-LM checkpoint (no 'lm_config'; made by lm-train?)"
         )
-    model = UnitLM(model_config_from_dict(state["lm_config"]))
+    lm_config = state["lm_config"]
+    if not isinstance(lm_config, dict):
+        raise CheckpointError(f"{path}: 'lm_config' is not a table")
+    try:
+        names = {f.name for f in dataclasses.fields(UnitLMConfig)}
+        cfg_lm = from_dict(UnitLMConfig, {k: v for k, v in lm_config.items() if k in names})
+    except ConfigError as exc:
+        problems = "; ".join(x.strip() for x in str(exc).splitlines()[1:])
+        raise CheckpointError(f"{path}: bad 'lm_config': {problems}") from None
+    model = UnitLM(cfg_lm)
     try:
         model.load_state_dict(state["model"])
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not match the saved LM config: {exc}") from None
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        first = str(exc).splitlines()[0][:300]
+        raise CheckpointError(
+            f"{path}: weights do not match the saved LM config: {first}"
+        ) from None
+    bad = [
+        n
+        for n, p in model.state_dict().items()
+        if p.is_floating_point() and not bool(torch.isfinite(p).all())
+    ]
+    if bad:
+        raise CheckpointError(
+            f"{path}: {len(bad)} weight tensor(s) hold NaN/inf (e.g. {bad[0]}); the run diverged: "
+            "use an earlier checkpoint"
+        )
     return model.to(device).eval()
 
 
 # ---------------------------------------------------------------------------------------- pieces
 
 
-def build_datasets(cfg: LMTrainConfig, model_cfg: UnitLMConfig) -> tuple[LMBatches, LMBatches]:
-    """Plan the train and validation batches (validation: ``data.valid`` or a held-out share)."""
+def num_units_for(cfg: LMTrainConfig, top: int) -> int:
+    """The LM's number of units when the largest unit in the data is ``top``: ``[model] num_units``
+    when given (refused if ``top`` does not fit), else the k of ``data.kmeans``, else ``top + 1``."""
+    where = cfg.data.train
+    given = cfg.model.get("num_units")
+    if given is not None:
+        if top >= given:
+            raise DataError(
+                f"{where}: unit {top} found but model.num_units = {given} is too small; leave "
+                f"model.num_units out to take it from the data, or set it to at least {top + 1}"
+            )
+        return int(given)
+    if cfg.data.kmeans is not None:
+        k = KMeans.load(cfg.data.kmeans).k
+        if top >= k:
+            raise DataError(
+                f"{where}: unit {top} found but the k-means {cfg.data.kmeans} has k = {k}: "
+                "these units come from another k-means"
+            )
+        return k
+    return max(top + 1, 1)
+
+
+def build_datasets(cfg: LMTrainConfig) -> tuple[UnitLMConfig, LMBatches, LMBatches]:
+    """The model config, with its number of units from :func:`num_units_for`, and the planned train
+    and validation batches (validation: ``data.valid`` or a held-out share)."""
     d = cfg.data
     train = read_units_jsonl(d.train, dedup=d.deduplicate)
     if d.valid is not None:
@@ -121,11 +169,7 @@ def build_datasets(cfg: LMTrainConfig, model_cfg: UnitLMConfig) -> tuple[LMBatch
     else:
         train, valid = split_train_valid(train, d.valid_fraction, seed=cfg.run.seed)
     top = max(max_unit(train), max_unit(valid))
-    if top >= model_cfg.num_units:
-        raise DataError(
-            f"{d.train}: unit {top} found but model.num_units = {model_cfg.num_units}; "
-            f"set --set model.num_units={top + 1} (or the k-means size)"
-        )
+    model_cfg = dataclasses.replace(cfg.model_config(), num_units=num_units_for(cfg, top))
 
     def batches(units: Sequence[UnitRecord], where: str) -> LMBatches:
         return LMBatches(
@@ -137,7 +181,7 @@ def build_datasets(cfg: LMTrainConfig, model_cfg: UnitLMConfig) -> tuple[LMBatch
             where=where,
         )
 
-    return batches(train, str(d.train)), batches(valid, str(d.valid or d.train))
+    return model_cfg, batches(train, str(d.train)), batches(valid, str(d.valid or d.train))
 
 
 @torch.no_grad()
@@ -215,7 +259,11 @@ def _train_lm(
         )
     out = Path(run.output_dir)
     torch.manual_seed(run.seed)
-    train_batches, valid_batches = build_datasets(cfg, model_cfg)
+    model_cfg, train_batches, valid_batches = build_datasets(cfg)
+    # config.json and the checkpoints record the number of units the data gave
+    resolved = to_dict(
+        dataclasses.replace(cfg, model={**cfg.model, "num_units": model_cfg.num_units})
+    )
     model = UnitLM(model_cfg)
     engine = build_engine(cfg, model, dist)
     step, epoch, index, best = 0, 0, 0, math.inf
@@ -231,7 +279,8 @@ def _train_lm(
     wrapped = engine.wrap()
     if dist.is_main:
         log.info(
-            "unit LM: %.2fM parameters, %d train batches (%d tokens), %d valid batches",
+            "unit LM: %d units, %.2fM parameters, %d train batches (%d tokens), %d valid batches",
+            model_cfg.num_units,
             model.num_parameters() / 1e6,
             len(train_batches),
             train_batches.num_tokens,
@@ -239,9 +288,7 @@ def _train_lm(
         )
     if dist.is_main:
         truncate_metrics(out / METRICS_NAME, step)
-    logger = MetricsLogger(
-        out, enabled=dist.is_main, tensorboard=run.tensorboard, config=to_dict(cfg)
-    )
+    logger = MetricsLogger(out, enabled=dist.is_main, tensorboard=run.tensorboard, config=resolved)
     stream = _stream(train_batches, run.seed, dist, epoch, index, cfg.data.num_workers)
     bar = progress(
         total=run.max_steps, initial=step, enabled=show_progress and dist.is_main, desc="lm-train"
@@ -269,6 +316,13 @@ def _train_lm(
                     )
                 engine.backward(loss * scale)
                 step_loss += loss.item()
+            if not math.isfinite(step_loss):  # before the update: no NaN reaches the weights
+                raise NonFiniteLossError(
+                    f"step {step + 1}: the unit LM's training loss is {step_loss} (non-finite); "
+                    f"nothing of this step was saved (last checkpoint: step "
+                    f"{step - step % run.save_interval}); lower optimizer.lr or use "
+                    "run.precision = 'fp32'"
+                )
             grad_norm = engine.clip(list(model.parameters()), cfg.optimizer.clip_norm)
             engine.step()
             step += 1
@@ -291,7 +345,12 @@ def _train_lm(
                 window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
             interval = cfg.validation.interval
             if (interval and step % interval == 0) or step == run.max_steps:
-                valid_loss, _ = evaluate(model, valid_batches, dist, engine.precision)
+                valid_loss, n_valid = evaluate(model, valid_batches, dist, engine.precision)
+                if n_valid and not math.isfinite(valid_loss):
+                    raise NonFiniteLossError(
+                        f"step {step}: the unit LM's validation loss is {valid_loss} "
+                        "(non-finite); lower optimizer.lr or use run.precision = 'fp32'"
+                    )
                 logger.log(
                     step, {"loss": valid_loss, "ppl": math.exp(min(valid_loss, 50.0))}, "valid"
                 )
@@ -307,7 +366,7 @@ def _train_lm(
                     trainer={"best_valid_loss": best},
                     extra={"lm_config": dataclasses.asdict(model_cfg)},
                 )
-                engine.save(out, state, keep_last=run.keep_last, config=to_dict(cfg))
+                engine.save(out, state, keep_last=run.keep_last, config=resolved)
     finally:
         bar.close()
         logger.close()

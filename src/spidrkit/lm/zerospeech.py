@@ -1,7 +1,7 @@
 """Zero-shot spoken-LM tasks: sWUGGY (lexical), sBLIMP (syntactic), spoken/topic StoryCloze.
 
 A task folder holds audio files and (usually) a ``gold.csv``; :func:`load_task` reads it into a
-:class:`Task`, :func:`evaluate_task` turns per-file scores into accuracies (SPEC section 4):
+:class:`Task`, :func:`evaluate_task` turns per-file scores into accuracies (docs/lm.md, "Scores and accuracies"):
 
 - each pair is (real, fake) in one pairing group; it scores 1 if real > fake, 0.5 if equal, 0
   otherwise (a group with several fakes, or several reals, contributes every real x fake pair,

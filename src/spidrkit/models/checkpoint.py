@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import pickle
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +21,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from spidrkit.errors import CheckpointError
+from spidrkit.config import field_problems, from_dict
+from spidrkit.errors import CheckpointError, ConfigError
 from spidrkit.models.config import DinoSRConfig, SpidRConfig, config_class
 from spidrkit.models.spidr import DinoSR, SpidR, build_model, model_type_of
 from spidrkit.utils.files import atomic_path, atomic_write
+from spidrkit.utils.integrity import digest_path, verify_checkpoint, verify_digest
 
 log = logging.getLogger(__name__)
 
@@ -43,32 +46,56 @@ class LoadedCheckpoint:
     extra: dict[str, Any]  # optimizer, scheduler, ... when present
 
 
-def read_torch_file(path: str | Path) -> Any:
-    """``torch.load(path, weights_only=True)`` with errors that name the file and the problem."""
+def read_torch_file(path: str | Path, *, verify: bool = True, map_location: Any = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)`` with errors that name the file and the problem: the
+    one reader of every torch file spidrkit is given (checkpoints, k-means files, LM checkpoints).
+
+    ``verify``: check the ``.sha256`` beside the file (or the zip CRCs) first (skip it when the
+    caller just did)."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, expected a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: checkpoint is empty (0 bytes); the write was interrupted?")
-    from spidrkit.train.checkpoint import digest_path, verify_checkpoint
-
-    if digest_path(path).is_file() or zipfile.is_zipfile(path):
+    if verify and (digest_path(path).is_file() or zipfile.is_zipfile(path)):
         problem = verify_checkpoint(path)
         if problem is not None:
             raise CheckpointError(f"{path}: cannot use checkpoint: {problem}")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head.startswith((b"PK", b"\x80")):  # a torch zip archive, or a legacy pickle
+        raise CheckpointError(
+            f"{path}: not a PyTorch checkpoint (it starts with {head!r}, not a torch.save file)"
+        )
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings(), torch.serialization.safe_globals([argparse.Namespace]):
+            warnings.simplefilter("ignore")  # torch's pickle-protocol notes: the error says it
+            return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
+        what = _refused_global(str(exc))
         raise CheckpointError(
-            f"{path}: refused to unpickle non-tensor objects ({str(exc).splitlines()[0][:200]}). "
-            "spidrkit loads checkpoints with weights_only=True; re-save just the state dicts "
-            "(e.g. torch.save({'model': ckpt['model']}, 'clean.pt')) where you trust the file."
+            f"{path}: holds pickled Python objects{what}, refused (spidrkit reads checkpoints with "
+            "weights_only=True and never runs their code); where you trust the file, re-save just "
+            "its tensors, e.g. torch.save({'model': ckpt['model']}, 'clean.pt')"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any reader failure is a corrupt or foreign file
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
         raise CheckpointError(
-            f"{path}: cannot read checkpoint, the file is truncated or corrupt ({exc})"
+            f"{path}: cannot read checkpoint, the file is truncated or corrupt, or not a checkpoint "
+            f"({type(exc).__name__}: {first})"
         ) from None
+
+
+def _refused_global(message: str) -> str:
+    """`` (builtins.exec)``: the object torch refused to unpickle, when its message names one."""
+    import re
+
+    m = re.search(r"GLOBAL ([\w.]+)", message) or re.search(
+        r"Unsupported global: ([\w.]+)", message
+    )
+    return f" ({m.group(1)})" if m else ""
 
 
 def is_fairseq_dinosr(obj: Any) -> bool:
@@ -92,19 +119,41 @@ def read_checkpoint(path: str | Path) -> LoadedCheckpoint:
     if is_fairseq_dinosr(obj):
         state, step = convert_fairseq_dinosr(obj)
         return LoadedCheckpoint(state, "dinosr", None, step, "fairseq", {})
+    if isinstance(obj, dict) and "centroids" in obj:
+        raise CheckpointError(
+            f"{path}: is a k-means file (spidrkit kmeans), not a SpidR/DinoSR checkpoint; give it "
+            "to --kmeans"
+        )
+    if isinstance(obj, torch.Tensor):
+        raise CheckpointError(
+            f"{path}: holds one tensor {tuple(obj.shape)} (a features file?), not a checkpoint"
+        )
     if not isinstance(obj, dict) or not isinstance(obj.get("model"), dict):
         raise CheckpointError(
             f"{path}: not a SpidR checkpoint: expected a dict with a 'model' state dict, found "
             f"{type(obj).__name__} with keys {sorted(obj)[:8] if isinstance(obj, dict) else '-'}"
         )
+    if "lm_config" in obj:
+        raise CheckpointError(
+            f"{path}: is a unit-LM checkpoint (spidrkit lm-train), not a SpidR/DinoSR speech "
+            "encoder; give it to slm-eval --lm"
+        )
     meta = obj.get("spidrkit") or {}
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: its 'spidrkit' entry is not a table")
     model_type = meta.get("model_type")
     config = None
     if meta.get("config") is not None and model_type:
-        config = config_class(model_type)(**meta["config"])
+        config = model_config(model_type, meta["config"], f"{path} (its 'spidrkit' config)")
     elif (path.parent / "config.json").is_file():
         model_type, config = _read_config_json(path.parent / "config.json", model_type)
     state = obj["model"]
+    odd = [k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, Tensor)]
+    if odd:
+        raise CheckpointError(
+            f"{path}: not a model state dict ({len(odd)} entries are not named tensors, e.g. "
+            f"{str(odd[0])[:60]!r})"
+        )
     step = obj.get("step")
     if step is None and "current_step" in state:
         step = int(state["current_step"].reshape(-1)[0])
@@ -114,18 +163,42 @@ def read_checkpoint(path: str | Path) -> LoadedCheckpoint:
     )
 
 
+def model_config(model_type: Any, data: Any, source: str) -> SpidRConfig | DinoSRConfig:
+    """A model config read from a file, type- and range-checked as a TOML one (unknown keys are
+    skipped: official files carry a few more); CheckpointError naming ``source`` otherwise."""
+    if model_type not in ("spidr", "dinosr"):
+        raise CheckpointError(f"{source}: model type {model_type!r} is not spidr or dinosr")
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{source}: the model config is not a table")
+    cls = config_class(model_type)
+    known = set(cls.__dataclass_fields__)
+    try:
+        return from_dict(cls, {k: v for k, v in data.items() if k in known})
+    except ConfigError as exc:
+        problems = "; ".join(line.strip() for line in str(exc).splitlines()[1:]) or str(exc)
+        raise CheckpointError(f"{source}: bad model config: {problems}") from None
+
+
 def _read_config_json(path: Path, model_type: str | None) -> tuple[str | None, Any]:
-    data = json.loads(path.read_text())
+    try:
+        raw = path.read_bytes()[: 1 << 22]
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(
+            f"{path}: the config beside the checkpoint is not valid JSON ({exc}); restore it or "
+            "remove it (a spidrkit checkpoint carries its own config)"
+        ) from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
     # spidrkit training runs write the whole run config: take its model section.
     if "model" in data and isinstance(data["model"], dict):
-        model_type = data.get("run", {}).get("model_type", model_type)
+        run = data.get("run")
+        model_type = run.get("model_type", model_type) if isinstance(run, dict) else model_type
         data = data["model"]
     model_type = data.pop("model_type", model_type)
     if model_type is None:
         return None, None
-    cls = config_class(model_type)
-    known = set(cls.__dataclass_fields__)
-    return model_type, cls(**{k: v for k, v in data.items() if k in known})
+    return model_type, model_config(model_type, data, str(path))
 
 
 def infer_config(state: StateDict, model_type: str) -> SpidRConfig | DinoSRConfig:
@@ -186,7 +259,20 @@ def load_model(
         or ckpt.model_type
         or ("dinosr" if "dinosr" in Path(path).name.lower() else "spidr")
     )
-    cfg = config or ckpt.config or infer_config(ckpt.state_dict, mtype)
+    if mtype not in ("spidr", "dinosr"):
+        raise CheckpointError(f"{path}: model type {mtype!r} is not spidr or dinosr")
+    cfg = config or ckpt.config
+    if cfg is None:
+        try:
+            cfg = infer_config(ckpt.state_dict, mtype)
+        except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
+            raise CheckpointError(
+                f"{path}: not a SpidR/DinoSR checkpoint (its state dict lacks {exc}; "
+                f"{len(ckpt.state_dict)} tensors, e.g. {sorted(ckpt.state_dict)[:3]})"
+            ) from None
+        problems = field_problems(cfg) or cfg.validate()
+        if problems:
+            raise CheckpointError(f"{path}: tensor shapes give a bad config: {problems[0]}")
     model = build_model(mtype, cfg)
     load_state(model, ckpt.state_dict, strict=strict, source=str(path))
     return model
@@ -234,13 +320,30 @@ def save_model(
 ) -> Path:
     """Write ``{"model": state_dict}`` atomically (official layout) and ``config.json`` beside it."""
     path = Path(path)
-    with atomic_write(path) as f:
+    with atomic_write(path, digest=True) as f:
         torch.save(checkpoint_dict(model, **extra), f)
     if write_config_json:
         data = {"model_type": model_type_of(model), **model.config.to_dict()}
-        with atomic_write(path.parent / "config.json", "w") as f:
-            json.dump(data, f, indent=2)
+        beside = path.parent / "config.json"
+        if beside.exists() and _json_or_none(beside) != json.loads(json.dumps(data)):
+            # a run's config.json (or another model's): not ours to replace; the checkpoint
+            # carries its config in its "spidrkit" entry anyway
+            log.warning(
+                "%s exists and is left as it is (the model's config is inside %s)",
+                beside,
+                path.name,
+            )
+        else:
+            with atomic_write(beside, "w") as f:
+                json.dump(data, f, indent=2)
     return path
+
+
+def _json_or_none(path: Path) -> Any:
+    try:
+        return json.loads(path.read_bytes()[: 1 << 22].decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
 
 
 def save_safetensors(model: Model, path: str | Path) -> Path:
@@ -258,7 +361,7 @@ def save_safetensors(model: Model, path: str | Path) -> Path:
         "format": "spidrkit",
     }
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
+    with atomic_path(path, digest=True) as tmp:
         save_file(state, str(tmp), metadata=meta)
     return path
 
@@ -273,6 +376,9 @@ def _read_safetensors(path: Path) -> LoadedCheckpoint:
         ) from None
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
+    problem = verify_digest(path)
+    if problem is not None:
+        raise CheckpointError(f"{path}: cannot use checkpoint: {problem}")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
@@ -280,7 +386,15 @@ def _read_safetensors(path: Path) -> LoadedCheckpoint:
     except Exception as exc:  # safetensors raises its own error types
         raise CheckpointError(f"{path}: cannot read safetensors file ({exc})") from None
     mtype = meta.get("model_type")
-    cfg = config_class(mtype)(**json.loads(meta["config"])) if mtype and "config" in meta else None
+    cfg = None
+    if mtype and "config" in meta:
+        try:
+            data = json.loads(meta["config"])
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(f"{path}: metadata 'config' is not valid JSON ({exc})") from None
+        cfg = model_config(mtype, data, f"{path} (metadata)")
+    elif mtype is not None and mtype not in ("spidr", "dinosr"):
+        raise CheckpointError(f"{path}: metadata model_type {mtype!r} is not spidr or dinosr")
     step = int(state["current_step"].reshape(-1)[0]) if "current_step" in state else None
     return LoadedCheckpoint(state, mtype, cfg, step, "safetensors", {})
 
@@ -336,7 +450,7 @@ def _read_folder(folder: Path) -> LoadedCheckpoint:
     return LoadedCheckpoint(ckpt.state_dict, model_type, config, ckpt.step, "folder", {})
 
 
-# -- original fairseq DinoSR (SPEC section 3) --------------------------------------------------
+# -- original fairseq DinoSR (key mapping: docs/models.md, "Original fairseq DinoSR") ------------
 
 _LAYER_MAP = {
     "self_attn.out_proj.": "attention.proj.",

@@ -2,7 +2,7 @@
 
 FeatureExtractor -> FeatureProjection -> Encoder(ConvPositionalEmbedding, LayerNorm, EncoderLayer x N)
 with EncoderLayer = SelfAttention + FeedForward. Attribute names are the official checkpoint keys
-(SPEC section 2); never rename them.
+(docs/models.md, "The architecture"); never rename them.
 """
 
 from __future__ import annotations

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
+
+from spidrkit.config import BIG, PROB, UNIT, Range, count, from_dict, ranged
+from spidrkit.errors import ConfigError
 
 ConvLayerConfig = tuple[tuple[int, int, int], ...]
 
@@ -21,6 +24,7 @@ EXTENSION_FIELDS: tuple[str, ...] = (
     "warmup_targets",
     "warmup_target_steps",
     "warmup_unmasked_weight",
+    "warmup_regression_weight",
 )
 """Model fields that the official release does not have (small-scale training controls)."""
 
@@ -28,6 +32,34 @@ EXTENSION_FIELDS: tuple[str, ...] = (
 @dataclass(frozen=True)
 class _EncoderConfig:
     """Fields shared by SpidR and DinoSR (the student/teacher encoder and the codebooks)."""
+
+    RANGES: ClassVar[dict[str, Range]] = {
+        "extractor_conv_layer_config": count(1, 1 << 14),  # every channel, kernel and stride
+        "encoder_embed_dim": count(1, 1 << 14),
+        "encoder_projection_dropout": PROB,
+        "encoder_pos_conv_kernel": count(1, 1 << 12),
+        "encoder_pos_conv_groups": count(1, 1 << 14),
+        "encoder_pos_conv_depth": count(1, 64),
+        "encoder_num_layers": count(1, 256),
+        "encoder_num_heads": count(1, 1 << 10),
+        "encoder_attention_dropout": PROB,
+        "encoder_ff_interm_features": count(1, 1 << 16),
+        "encoder_ff_interm_dropout": PROB,
+        "encoder_dropout": PROB,
+        "encoder_layer_drop": PROB,
+        "codebook_size": count(2, 1 << 20),
+        "codebook_decay": Range(0.0, 1.0, lo_open=True, hi_open=True),
+        "codebook_balance": UNIT,
+        "warmup_target_steps": count(0, BIG),
+        "warmup_unmasked_weight": Range(0.0, 100.0),
+        "warmup_regression_weight": Range(0.0, 100.0),
+        "num_codebooks": count(1, 256),
+        "ema_start_decay": UNIT,
+        "ema_final_decay": UNIT,
+        "ema_final_step": count(0, BIG),
+        "freeze_step": count(0, BIG),
+    }
+    """Domain of each numeric field (checked by :func:`spidrkit.config.field_problems`)."""
 
     extractor_mode: Literal["layer_norm", "group_norm"] = "layer_norm"
     """Feature-extractor norm: LayerNorm after every conv, or GroupNorm after the first only."""
@@ -67,6 +99,11 @@ class _EncoderConfig:
     warmup_unmasked_weight: float = 0.0
     """During the MFCC warm-up, also predict the MFCC codes of the unmasked frames, with this weight
     (as HuBERT's ``pred_nomask_weight``): the loss becomes masked + weight x unmasked."""
+    warmup_regression_weight: float = 0.0
+    """During the MFCC warm-up, also regress the (target view's) normalised MFCC frames themselves
+    from every head's input through a linear map per head (``warmup_regressors``), on all frames,
+    with this weight (mean squared error): a dense signal that teaches the front end faster than
+    64-way codes, and with a clean target view, to denoise (as PASE+'s regression workers)."""
     num_codebooks: int = 8
     """K: one codebook (and one prediction head) for each of the top K teacher layers."""
     ema_start_decay: float = 0.999
@@ -83,54 +120,39 @@ class _EncoderConfig:
         object.__setattr__(self, "extractor_conv_layer_config", conv)
         object.__setattr__(self, "ema_exclude_layers", tuple(self.ema_exclude_layers))
 
+    @ranged
     def validate(self) -> list[str]:
         """Every problem with this config, as ``field: message`` strings."""
-        problems = []
+        problems = []  # the range of each field is in RANGES; here, the rules between fields
         if self.encoder_embed_dim % self.encoder_num_heads:
             problems.append(
                 f"encoder_embed_dim: {self.encoder_embed_dim} is not divisible by "
                 f"encoder_num_heads={self.encoder_num_heads}"
             )
         if self.encoder_embed_dim % self.encoder_pos_conv_groups:
-            problems.append("encoder_pos_conv_groups: must divide encoder_embed_dim")
-        if not 1 <= self.num_codebooks <= self.encoder_num_layers:
+            problems.append(
+                f"encoder_pos_conv_groups: {self.encoder_pos_conv_groups} does not divide "
+                f"encoder_embed_dim={self.encoder_embed_dim}"
+            )
+        if self.num_codebooks > self.encoder_num_layers:
             problems.append(
                 f"num_codebooks: {self.num_codebooks} must be in [1, encoder_num_layers="
                 f"{self.encoder_num_layers}]"
             )
-        if self.codebook_size < 2:
-            problems.append("codebook_size: must be at least 2")
-        if not 0.0 < self.codebook_decay < 1.0:
-            problems.append("codebook_decay: must be in (0, 1)")
         if self.codebook_distance not in ("euclidean", "cosine"):
             problems.append(
                 f"codebook_distance: {self.codebook_distance!r} is not euclidean/cosine"
             )
-        if not self.codebook_balance >= 0.0:
-            problems.append(f"codebook_balance: {self.codebook_balance} must be >= 0")
         if self.warmup_targets not in ("none", "mfcc"):
             problems.append(f"warmup_targets: {self.warmup_targets!r} is not none/mfcc")
-        if not self.warmup_unmasked_weight >= 0.0:
-            problems.append(f"warmup_unmasked_weight: {self.warmup_unmasked_weight} must be >= 0")
-        if self.warmup_target_steps < 0:
-            problems.append(f"warmup_target_steps: {self.warmup_target_steps} must be >= 0")
         if self.extractor_mode not in ("layer_norm", "group_norm"):
             problems.append(f"extractor_mode: {self.extractor_mode!r} is not layer_norm/group_norm")
-        if not self.extractor_conv_layer_config or any(
-            len(layer) != 3 or min(layer) < 1 for layer in self.extractor_conv_layer_config
+        if not 1 <= len(self.extractor_conv_layer_config) <= 32 or any(
+            len(layer) != 3 for layer in self.extractor_conv_layer_config
         ):
             problems.append(
-                "extractor_conv_layer_config: need (channels, kernel, stride) triples >= 1"
+                "extractor_conv_layer_config: need 1 to 32 (channels, kernel, stride) triples"
             )
-        for name in (
-            "encoder_projection_dropout",
-            "encoder_attention_dropout",
-            "encoder_ff_interm_dropout",
-            "encoder_dropout",
-            "encoder_layer_drop",
-        ):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                problems.append(f"{name}: must be in [0, 1)")
         return problems
 
     def to_dict(self) -> dict[str, Any]:
@@ -150,8 +172,6 @@ class _EncoderConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> _EncoderConfig:
         """Build from a dict, rejecting unknown keys by name."""
-        from spidrkit.config import from_dict
-
         return from_dict(cls, data)
 
 
@@ -162,6 +182,11 @@ class SpidRConfig(_EncoderConfig):
     Teacher decay ``d(t) = 1 - (1 - ema_start_decay) * exp(-t / ema_timescale)``, 1 once
     ``1 - d <= ema_threshold``.
     """
+
+    RANGES: ClassVar[dict[str, Range]] = {
+        "ema_timescale": count(1, BIG),
+        "ema_threshold": Range(0.0, 1.0, lo_open=True, hi_open=True),
+    }
 
     ema_timescale: int = 20000
     ema_threshold: float = 1e-7
@@ -187,8 +212,6 @@ def config_class(model_type: str) -> type[SpidRConfig] | type[DinoSRConfig]:
     try:
         return {"spidr": SpidRConfig, "dinosr": DinoSRConfig}[model_type]
     except KeyError:
-        from spidrkit.errors import ConfigError
-
         raise ConfigError(f"model type {model_type!r}: expected 'spidr' or 'dinosr'") from None
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from spidrkit.errors import DownloadError
 from spidrkit.models.presets import PRESETS
 from spidrkit.utils.files import atomic_path
+from spidrkit.utils.integrity import file_sha256
 from spidrkit.utils.progress import progress
 
 log = logging.getLogger(__name__)
@@ -30,14 +31,6 @@ def cache_dir() -> Path:
 
 def is_offline() -> bool:
     return os.environ.get("SPIDRKIT_OFFLINE", "0").lower() in ("1", "true", "yes")
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def download(
@@ -56,7 +49,7 @@ def download(
     """
     offline = is_offline() if offline is None else offline
     if dest.is_file():
-        if sha256 is None or sha256_of(dest) == sha256:
+        if sha256 is None or file_sha256(dest) == sha256:
             return dest
         log.warning("%s: cached file does not match its SHA-256, downloading again", dest)
         if offline:

@@ -1,4 +1,4 @@
-"""One table of named models: config, weights URL and SHA-256 (SPEC section 3)."""
+"""One table of named models: config, weights URL and SHA-256 (docs/models.md, "Named models")."""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from spidrkit.errors import CheckpointError
 from spidrkit.models.checkpoint import load_model, load_state, read_checkpoint
+from spidrkit.models.hub import fetch_preset
 from spidrkit.models.presets import PRESETS
 from spidrkit.models.spidr import DinoSR, SpidR, build_model
 
@@ -20,8 +21,6 @@ def load_pretrained(
     if preset is not None:
         model = build_model(preset.model_type, preset.config)
         if preset.url is not None:
-            from spidrkit.models.hub import fetch_preset
-
             ckpt = read_checkpoint(fetch_preset(name, offline=offline))
             load_state(model, ckpt.state_dict, source=name)
         return model

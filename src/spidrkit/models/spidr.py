@@ -1,4 +1,4 @@
-"""SpidR and DinoSR: student/teacher self-distillation with online codebooks (SPEC section 2).
+"""SpidR and DinoSR: student/teacher self-distillation with online codebooks (docs/models.md).
 
 Both models share everything but where the prediction heads read the student (``head_inputs``) and the
 teacher's decay schedule (``ema_decay``).
@@ -101,6 +101,11 @@ class _SelfDistillationModel(nn.Module, abc.ABC):
                 cfg.codebook_distance,
                 cfg.codebook_balance,
             )
+            if cfg.warmup_regression_weight > 0:
+                self.warmup_regressors = nn.ModuleList(
+                    nn.Linear(dim, MFCCFrames.dim) for _ in range(cfg.num_codebooks)
+                )
+                init_linear_weights(self.warmup_regressors)
         init_linear_weights(self.student)
         init_linear_weights(self.heads)
         init_linear_weights(self.feature_projection)
@@ -240,6 +245,10 @@ class _SelfDistillationModel(nn.Module, abc.ABC):
             per_frame_loss = per_frame_loss + self.config.warmup_unmasked_weight * (
                 self._unmasked_loss(inputs, warm_all[1], rows, mask_indices, attention_mask)
             )
+        if warm_all is not None and self.config.warmup_regression_weight > 0:
+            per_frame_loss = per_frame_loss + self.config.warmup_regression_weight * (
+                self._regression_loss(inputs, warm_all[0], attention_mask)
+            )
 
         with torch.no_grad():
             v = self.config.codebook_size
@@ -309,6 +318,18 @@ class _SelfDistillationModel(nn.Module, abc.ABC):
             for head, h in zip(self.heads, inputs)
         ]
         return torch.stack(nll).mean()
+
+    def _regression_loss(
+        self, inputs: list[Tensor], feats: Tensor, attention_mask: Tensor | None
+    ) -> Tensor:
+        """Mean over heads, frames (non-padded) and dimensions of the squared error between each
+        head's linear regression of its input and the normalised MFCC frames ``feats`` [B, T, 39]."""
+        keep = None if attention_mask is None else attention_mask.reshape(feats.shape[:2])
+        errors = []
+        for reg, h in zip(self.warmup_regressors, inputs):
+            err = (reg(h).float() - feats.float()).pow(2).mean(-1)  # [B, T]
+            errors.append(err.mean() if keep is None else err[keep].mean())
+        return torch.stack(errors).mean()
 
     # -- teacher ---------------------------------------------------------------------------------
 

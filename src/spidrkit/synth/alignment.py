@@ -198,7 +198,7 @@ def word_timings(segs: list[Segment], words: list[str]) -> list[WordTiming]:
 def abx_items(
     segs: list[Segment], fileid: str, speaker: str, sample_rate: int = SAMPLE_RATE
 ) -> list[str]:
-    """Item-file rows (SPEC section 4) for the phones whose neighbours are phones, not silence."""
+    """Item-file rows (docs/evaluation.md, "ABX") for the phones whose neighbours are phones, not silence."""
     rows = []
     for k in range(1, len(segs) - 1):
         prev, cur, nxt = segs[k - 1], segs[k], segs[k + 1]

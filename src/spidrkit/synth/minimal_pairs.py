@@ -2,7 +2,7 @@
 
 Each function returns :class:`PairItem` s (what to say, and the gold row without file name and voice);
 :func:`expand` gives every item to every voice, names the files opaquely and returns the render jobs
-and the gold rows. Gold columns (SPEC section 4):
+and the gold rows. Gold columns (docs/lm.md, "Task folder layouts"):
 
 - lexical:    filename, id, voice, correct, word, phones, frequency, length
 - syntactic:  filename, voice, type, subtype, id, correct, transcription

@@ -17,7 +17,7 @@ official or spidrkit checkpoint file, a model folder (``config.json`` + ``model.
   both sides have them and otherwise left fresh. ``run.init_teacher = "student"`` replaces the
   teacher by a copy of the student.
 - :func:`kmeans_codebooks` (``run.init_codebooks = "kmeans"``): the teacher's codebooks are
-  re-initialised by k-means (:func:`spidrkit.units.kmeans.fit_kmeans`) of the teacher's layer
+  re-initialised by k-means (:func:`lloyd_kmeans`: k-means++ and Lloyd) of the teacher's layer
   outputs on ``run.init_kmeans_seconds`` of the training audio, so targets are spread over the new
   data from the first step.
 - :func:`frozen_prefixes`: ``run.freeze_extractor`` and ``run.freeze_layers`` (parameters that the
@@ -107,9 +107,9 @@ def _file_key(path: Path) -> tuple[str, int, int]:
 @functools.lru_cache(maxsize=2)
 def _read_file(key: tuple[str, int, int], source: str) -> tuple[Any, str]:
     from spidrkit.models.checkpoint import read_checkpoint
-    from spidrkit.models.hub import sha256_of
+    from spidrkit.utils.integrity import file_sha256
 
-    return read_checkpoint(source), sha256_of(Path(key[0]))
+    return read_checkpoint(source), file_sha256(Path(key[0]))
 
 
 def read_init_source(name: str, *, offline: bool | None = None) -> InitSource:
@@ -309,6 +309,40 @@ def teacher_targets(
     return [torch.cat(x)[:max_frames] for x in out]
 
 
+def lloyd_kmeans(x: torch.Tensor, k: int, seed: int, iters: int = 30) -> tuple[torch.Tensor, float]:
+    """k-means of ``x`` [N, D]: k-means++ seeding then Lloyd iterations (an empty cluster is
+    re-seeded on the frame farthest from its centroid); deterministic for a seed. Returns the
+    centroids [k, D] and the mean squared distance of a frame to its centroid."""
+    gen = torch.Generator().manual_seed(seed)
+    x = x.float().cpu()
+    n = x.shape[0]
+    sq = (x * x).sum(1)
+    centroids = x[torch.randint(n, (1,), generator=gen)]
+    best = (sq - 2 * x @ centroids[0] + centroids[0].dot(centroids[0])).clamp_min(0)
+    for _ in range(1, k):  # k-means++: the next seed with probability ~ squared distance
+        pick = torch.multinomial(best + 1e-12, 1, generator=gen)
+        centroids = torch.cat([centroids, x[pick]])
+        c = x[pick][0]
+        best = torch.minimum(best, (sq - 2 * x @ c + c.dot(c)).clamp_min(0))
+    for _ in range(iters):
+        dist = (
+            sq[:, None] - 2 * x @ centroids.t() + (centroids * centroids).sum(1)[None]
+        ).clamp_min(0)
+        d, labels = dist.min(1)
+        counts = torch.bincount(labels, minlength=k).float()
+        sums = torch.zeros_like(centroids).index_add_(0, labels, x)
+        empty = counts == 0
+        new = torch.where(empty[:, None], centroids, sums / counts.clamp_min(1)[:, None])
+        if bool(empty.any()):
+            far = d.topk(int(empty.sum())).indices
+            new[empty] = x[far]
+        if torch.equal(new, centroids):
+            break
+        centroids = new
+    dist = (sq[:, None] - 2 * x @ centroids.t() + (centroids * centroids).sum(1)[None]).clamp_min(0)
+    return centroids, float(dist.min(1).values.mean())
+
+
 @torch.no_grad()
 def kmeans_codebooks(model: SpidR | DinoSR, targets: list[torch.Tensor], seed: int) -> list[float]:
     """Set each codebook to the k-means centroids of its targets (counts 1, balancing bias 0);
@@ -316,7 +350,6 @@ def kmeans_codebooks(model: SpidR | DinoSR, targets: list[torch.Tensor], seed: i
     import torch.nn.functional as F
 
     from spidrkit.models.codebook import Codebook
-    from spidrkit.units.kmeans import KMeansConfig, fit_kmeans
 
     inertia = []
     codebooks = model.codebooks
@@ -329,16 +362,13 @@ def kmeans_codebooks(model: SpidR | DinoSR, targets: list[torch.Tensor], seed: i
                 f"run.init_codebooks = 'kmeans': {x.shape[0]} frames for {cb.size} codewords; "
                 "raise run.init_kmeans_seconds or give more training audio"
             )
-        km = fit_kmeans(
-            x, KMeansConfig(k=cb.size, batch_size=min(10_000, x.shape[0]), seed=seed + i)
-        )
-        centroids = km.centroids.to(cb.codebook.device, cb.codebook.dtype)
-        cb.codebook.copy_(centroids)
+        centroids, per_frame = lloyd_kmeans(x, cb.size, seed + i)
+        cb.codebook.copy_(centroids.to(cb.codebook.device, cb.codebook.dtype))
         cb.counts.fill_(1.0)
         bias = getattr(cb, "bias", None)
         if isinstance(bias, torch.Tensor):
             bias.zero_()
-        inertia.append(float(km.meta["inertia_per_frame"]))
+        inertia.append(per_frame)
     return inertia
 
 
@@ -378,6 +408,7 @@ __all__ = [
     "init_codebooks_from_data",
     "frozen_prefixes",
     "kmeans_codebooks",
+    "lloyd_kmeans",
     "load_init_weights",
     "read_init_source",
     "resolve_init_config",

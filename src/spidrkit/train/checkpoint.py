@@ -9,8 +9,8 @@ Layout of ``<dir>/checkpoint_<step:08d>.pt`` (the official keys first, then ours
 A file only ever appears under its final name through one ``os.replace`` of a fully written,
 fsynced temporary file, so a run killed at any moment leaves the previous checkpoint or the new one.
 Beside each checkpoint, ``checkpoint_<step>.pt.sha256`` holds the SHA-256 of its bytes (the format
-of ``sha256sum``, so ``sha256sum -c`` checks it too). :func:`verify_checkpoint` checks that digest
-(or, for a file without one, the CRC-32 of every zip record), so a truncated or byte-corrupted
+of ``sha256sum``, so ``sha256sum -c`` checks it too). :func:`~spidrkit.utils.integrity.verify_checkpoint`
+checks that digest (or, for a file without one, the CRC-32 of every zip record), so a truncated or byte-corrupted
 checkpoint is detected before it is used: :func:`find_latest_checkpoint` skips it and
 :func:`latest_valid_checkpoint` (used to resume) renames it ``*.pt.corrupt`` so it neither counts
 as the newest checkpoint nor is ever deleted. Loading always uses
@@ -19,13 +19,11 @@ as the newest checkpoint nor is ever deleted. Loading always uses
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import random
 import re
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,7 +32,14 @@ import numpy as np
 import torch
 
 from spidrkit.errors import CheckpointError
+from spidrkit.models.checkpoint import read_torch_file
 from spidrkit.utils.files import atomic_write
+from spidrkit.utils.integrity import (
+    DIGEST_SUFFIX,
+    HashingWriter,
+    digest_path,
+    verify_checkpoint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -115,68 +120,6 @@ def list_checkpoints(directory: str | Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-DIGEST_SUFFIX = ".sha256"
-_HASH_CHUNK = 4 << 20
-
-
-def digest_path(path: str | Path) -> Path:
-    """``checkpoint_<step>.pt.sha256``: the SHA-256 written with the checkpoint."""
-    path = Path(path)
-    return path.with_name(path.name + DIGEST_SUFFIX)
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_HASH_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def verify_checkpoint(path: str | Path) -> str | None:
-    """None when ``path`` is intact, else what is wrong with it (one phrase).
-
-    With a ``.sha256`` file beside it the whole content is compared with that digest; without one
-    (older or foreign checkpoints) the zip directory and every record's CRC-32 are checked.
-    """
-    path = Path(path)
-    digest = digest_path(path)
-    try:
-        if digest.is_file():
-            expected = digest.read_text(encoding="ascii", errors="replace").split()[:1]
-            if not expected or len(expected[0]) != 64:
-                return f"unreadable checksum file {digest.name}"
-            if file_sha256(path) != expected[0].lower():
-                return f"content does not match its SHA-256 in {digest.name} (corrupted)"
-            return None
-        with zipfile.ZipFile(path) as zf:
-            if not zf.namelist():
-                return "empty checkpoint archive"
-            bad = zf.testzip()
-            if bad is not None:
-                return f"record {bad!r} fails its CRC check (corrupted)"
-    except zipfile.BadZipFile:
-        return "truncated or not a checkpoint (no readable zip directory)"
-    except (OSError, EOFError, zipfile.LargeZipFile, NotImplementedError, ValueError) as exc:
-        return f"unreadable ({type(exc).__name__}: {exc})"
-    return None
-
-
-class _HashingWriter:
-    """A write-only file wrapper that hashes what goes through it (torch.save writes sequentially)."""
-
-    def __init__(self, f: Any) -> None:
-        self.f = f
-        self.h = hashlib.sha256()
-
-    def write(self, data: Any) -> int:
-        self.h.update(data)
-        return self.f.write(data)
-
-    def flush(self) -> None:
-        self.f.flush()
-
-
 def save_checkpoint(
     directory: str | Path,
     step: int,
@@ -202,7 +145,7 @@ def save_checkpoint(
             f.write("\n")
     path = checkpoint_path(directory, step)
     with atomic_write(path, "wb") as f:
-        writer = _HashingWriter(f)
+        writer = HashingWriter(f)
         torch.save(state, writer)  # type: ignore[arg-type]  # a write-only file object
         # the digest lands first: a checkpoint never appears without its checksum
         with atomic_write(digest_path(path), "w") as d:
@@ -280,13 +223,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     problem = verify_checkpoint(path)
     if problem is not None:
         raise CheckpointError(f"{path}: {problem}; use an earlier checkpoint")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # truncated zip, unpickling refused, ...
-        raise CheckpointError(
-            f"{path}: cannot load checkpoint ({type(exc).__name__}: {exc}); "
-            "delete it to resume from the previous one"
-        ) from None
+    # weights only; a refused pickle or a foreign file is one line naming it
+    state = read_torch_file(path, verify=False, map_location=map_location)
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path}: not a spidrkit/official checkpoint (no 'model' key)")
     return state

@@ -1,5 +1,5 @@
 """The pretraining config: ``[run]``, ``[data]``, ``[model]``, ``[optimizer]``, ``[masking]``,
-``[validation]`` sections of one TOML file, with the official recipe as defaults (SPEC section 2).
+``[validation]`` sections of one TOML file, with the official recipe as defaults (docs/training.md, "The config").
 
 ``[data]`` and ``[masking]`` are :class:`spidrkit.data.config.DataConfig` and ``MaskingConfig``;
 ``[model]`` holds :class:`~spidrkit.models.SpidRConfig` or ``DinoSRConfig`` fields, chosen by
@@ -14,9 +14,20 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from spidrkit.config import apply_overrides, from_dict, read_toml, to_dict
+from spidrkit.config import (
+    BIG,
+    SEED,
+    UNIT,
+    Range,
+    apply_overrides,
+    count,
+    from_dict,
+    ranged,
+    read_toml,
+    to_dict,
+)
 from spidrkit.data.config import DataConfig, MaskingConfig
 from spidrkit.errors import ConfigError
 from spidrkit.models import DinoSRConfig, SpidRConfig, config_class
@@ -73,6 +84,19 @@ class RunConfig:
     progress: show a progress bar [True].
     """
 
+    RANGES: ClassVar[dict[str, Range]] = {
+        "max_steps": count(1, BIG),
+        "seed": SEED,
+        "log_interval": count(1, BIG),
+        "save_interval": count(1, BIG),
+        "keep_last": count(0, 1 << 20),
+        "max_nonfinite_steps": count(1, 1 << 20),
+        "collapse_min_active": UNIT,
+        "collapse_min_target_ppl": Range(0.0, float(1 << 20)),
+        "init_kmeans_seconds": Range(0.0, 1e7, lo_open=True),
+        "freeze_layers": count(0, 1 << 10),
+    }
+
     model_type: Literal["spidr", "dinosr"] = "spidr"
     output_dir: str = "runs/spidr"
     max_steps: int = 400_000
@@ -99,19 +123,11 @@ class RunConfig:
     progress: bool = True
 
     @_typed
+    @ranged
     def validate(self) -> list[str]:
         errors = []
-        for name in ("max_steps", "log_interval", "save_interval", "max_nonfinite_steps"):
-            if getattr(self, name) < 1:
-                errors.append(f"{name}: {getattr(self, name)} must be >= 1")
-        if self.keep_last < 0:
-            errors.append(f"keep_last: {self.keep_last} must be >= 0 (0 keeps every checkpoint)")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             errors.append(f"device: {self.device!r} is not auto, cpu, cuda or cuda:N")
-        if self.freeze_layers < 0:
-            errors.append(f"freeze_layers: {self.freeze_layers} must be >= 0")
-        if self.init_kmeans_seconds <= 0:
-            errors.append(f"init_kmeans_seconds: {self.init_kmeans_seconds} must be > 0")
         if self.init_checkpoint == "":
             errors.append(
                 "init_checkpoint: empty: this config starts from a pretrained model; give it with "
@@ -124,8 +140,6 @@ class RunConfig:
                         f"{name}: {getattr(self, name)!r} needs run.init_checkpoint "
                         "(spidrkit train CONFIG --init CKPT_OR_PRESET)"
                     )
-        if not 0.0 <= self.collapse_min_active <= 1.0:
-            errors.append(f"collapse_min_active: {self.collapse_min_active} is not in [0, 1]")
         return errors
 
 
@@ -143,6 +157,19 @@ class OptimizerConfig:
     fused: force fused AdamW on/off; None = fused exactly when training on CUDA [None].
     """
 
+    RANGES: ClassVar[dict[str, Range]] = {
+        "lr": Range(0.0, 10.0, lo_open=True),
+        "betas": Range(0.0, 1.0, hi_open=True),
+        "eps": Range(0.0, 1.0, lo_open=True),
+        "weight_decay": Range(0.0, 100.0),
+        "clip_norm": Range(0.0, 1e9),
+        "warmup_steps": count(0, BIG),
+        "hold_steps": count(0, BIG),
+        "decay_steps": count(0, BIG),
+        "init_lr_scale": UNIT,
+        "final_lr_scale": UNIT,
+    }
+
     lr: float = 5e-4
     betas: tuple[float, float] = (0.9, 0.95)
     eps: float = 1e-6
@@ -157,26 +184,11 @@ class OptimizerConfig:
     fused: bool | None = None
 
     @_typed
+    @ranged
     def validate(self) -> list[str]:
         errors = []
-        if self.lr <= 0:
-            errors.append(f"lr: {self.lr} must be > 0")
-        if not all(0.0 <= b < 1.0 for b in self.betas):
-            errors.append(f"betas: {list(self.betas)} must be in [0, 1)")
-        if self.eps <= 0:
-            errors.append(f"eps: {self.eps} must be > 0")
-        if self.weight_decay < 0:
-            errors.append(f"weight_decay: {self.weight_decay} must be >= 0")
-        if self.clip_norm < 0:
-            errors.append(f"clip_norm: {self.clip_norm} must be >= 0 (0 disables clipping)")
-        for name in ("warmup_steps", "hold_steps", "decay_steps"):
-            if getattr(self, name) < 0:
-                errors.append(f"{name}: {getattr(self, name)} must be >= 0")
         if self.scheduler == "tristage" and self.decay_steps == 0 and self.final_lr_scale != 1.0:
             errors.append("decay_steps: must be > 0 for the tristage scheduler")
-        for name in ("init_lr_scale", "final_lr_scale"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                errors.append(f"{name}: {getattr(self, name)} is not in [0, 1]")
         if self.scheduler == "tristage" and self.final_lr_scale == 0.0:
             errors.append("final_lr_scale: must be > 0 for the (exponential) tristage decay")
         return errors
@@ -191,18 +203,19 @@ class ValidationConfig:
     seed: seeds the validation crops and masks, identical at every validation [1234].
     """
 
+    RANGES: ClassVar[dict[str, Range]] = {
+        "interval": count(0, BIG),
+        "max_batches": count(1, BIG),
+        "seed": SEED,
+    }
+
     interval: int = 10_000
     max_batches: int | None = None
     seed: int = 1234
 
-    @_typed
+    @ranged
     def validate(self) -> list[str]:
-        errors = []
-        if self.interval < 0:
-            errors.append(f"interval: {self.interval} must be >= 0")
-        if self.max_batches is not None and self.max_batches < 1:
-            errors.append(f"max_batches: {self.max_batches} must be >= 1")
-        return errors
+        return []
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,8 @@ from typing import Any
 import torch
 
 from spidrkit.audio.io import SAMPLE_RATE
+from spidrkit.data import conv_num_frames, make_dataloader
+from spidrkit.errors import ConfigError
 from spidrkit.train import checkpoint as ckpt
 from spidrkit.train import distributed as dist_utils
 from spidrkit.train.config import TrainConfig
@@ -53,16 +55,12 @@ class FitResult:
 
 def _frames_fn(cfg: TrainConfig) -> Any:
     """Samples -> encoder frames for the configured extractor (ints or numpy arrays)."""
-    from spidrkit.data import conv_num_frames
-
     layers = tuple((k, s) for _, k, s in cfg.model.extractor_conv_layer_config)
     return functools.partial(conv_num_frames, conv_layers=layers)
 
 
 def make_train_loader(cfg: TrainConfig, dist: DistInfo) -> Any:
     """This rank's training DataLoader; ``loader.sampler`` (a BucketBatchSampler) has ``set_epoch``."""
-    from spidrkit.data import make_dataloader
-
     return make_dataloader(
         list(cfg.data.train_manifests),
         cfg.data,
@@ -77,8 +75,6 @@ def make_train_loader(cfg: TrainConfig, dist: DistInfo) -> Any:
 
 def make_valid_loader(cfg: TrainConfig, dist: DistInfo, manifest: str) -> Any:
     """A deterministic held-out loader: the same batches, crops and masks at every validation."""
-    from spidrkit.data import make_dataloader
-
     return make_dataloader(
         [manifest],
         dataclasses.replace(cfg.data, shuffle=False),
@@ -207,8 +203,6 @@ def fit(cfg: TrainConfig, dist: DistInfo | None = None, *, overwrite: bool = Fal
     ``run.output_dir`` is refused, or moved aside when ``overwrite`` (:mod:`spidrkit.train.rundir`).
     """
     if not cfg.data.train_manifests:
-        from spidrkit.errors import ConfigError
-
         raise ConfigError("data.train_manifests is empty: --set data.train_manifests=PATH.csv")
     trainer = Trainer(cfg, dist)
     with run_folder(

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from spidrkit.errors import ConfigError
+from spidrkit.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +122,6 @@ def read_metrics(path: str | Path, split: str | None = None) -> list[dict[str, A
     log) keeps its last line, at the place of that line. A line that is not JSON is a
     :class:`~spidrkit.errors.DataError` naming the file and line.
     """
-    from spidrkit.errors import DataError
-
     rows: dict[tuple[Any, Any], dict[str, Any]] = {}
     for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():

@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from spidrkit.errors import ConfigError
+from spidrkit.train.config import load_train_config
+from spidrkit.train.distributed import cleanup
+from spidrkit.train.loop import fit
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +73,6 @@ class TrainJob:
         import submitit
 
         submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
-        from spidrkit.train.config import load_train_config
-        from spidrkit.train.distributed import cleanup
-        from spidrkit.train.loop import fit
 
         cfg = load_train_config(self.config_path, self.overrides)
         try:
@@ -124,8 +124,6 @@ def submit(
     config_path: str | Path, overrides: list[str], opts: SlurmOptions, cluster: str | None = None
 ) -> Any:
     """Validate the config here, then queue the job; returns the submitit Job."""
-    from spidrkit.train.config import load_train_config
-
     cfg = load_train_config(config_path, overrides)  # fail now, not in the queue
     folder = Path(cfg.run.output_dir) / "slurm"
     executor = make_executor(folder, opts, cluster)

@@ -4,7 +4,7 @@
 them: :meth:`Trainer.train_step` (one optimizer step on one batch), :meth:`Trainer.evaluate`
 (held-out loss), :meth:`Trainer.save` / :meth:`Trainer.resume` (exact checkpoints).
 
-A step, as in the official recipe (SPEC section 2):
+A step, as in the official recipe (docs/training.md, "What a step does"):
 1. ``per_frame_loss, monitors = model(waveforms, mask_indices=..., attention_mask=...)`` under
    autocast; the forward updates the codebooks (one all-reduce inside the model);
 2. loss = ``per_frame_loss.sum() / masked frames over all ranks``; DDP averages gradients over

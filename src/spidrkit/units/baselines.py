@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from spidrkit.audio import standardize
 from spidrkit.audio.io import SAMPLE_RATE
 from spidrkit.audio.spectral import (  # noqa: F401  (re-exported: the baselines' building blocks)
     N_FFT,
@@ -204,8 +205,6 @@ class HFEncoder:
     @torch.no_grad()
     def __call__(self, wavs: list[torch.Tensor]) -> dict[int, torch.Tensor]:
         """Raw waveforms (each ``[samples]``) -> ``{layer: [batch, frames, dim]}`` zero-padded."""
-        from spidrkit.audio import standardize
-
         device = next(self.model.parameters()).device
         if self.normalize:
             wavs = [standardize(w.float()) for w in wavs]

@@ -33,12 +33,17 @@ from typing import Any
 import torch
 from torch import nn
 
+from spidrkit.audio import load_audio
 from spidrkit.audio.io import SAMPLE_RATE
+from spidrkit.data.scan import read_audio_list
 from spidrkit.errors import ConfigError, DataError
 from spidrkit.models.inference import layer_features, plan_batches
+from spidrkit.models.pretrained import load_pretrained
 from spidrkit.models.spidr import DinoSR, SpidR
 from spidrkit.units.files import feature_path, save_features
 from spidrkit.utils.paths import inside
+from spidrkit.utils.progress import progress
+from spidrkit.utils.provenance import check_record, source_identity
 from spidrkit.utils.textfiles import check_finite_features
 
 log = logging.getLogger(__name__)
@@ -67,8 +72,6 @@ class AudioItem:
 def list_audio(source: str | Path, *, show_progress: bool = False) -> list[AudioItem]:
     """The utterances of a manifest (CSV, archive CSV, fairseq TSV), of a CSV of paths without
     lengths, or of a folder (recursive)."""
-    from spidrkit.data.scan import read_audio_list
-
     return items_of(read_audio_list(source, show_progress=show_progress))
 
 
@@ -84,7 +87,6 @@ def load_waveform(item: AudioItem) -> torch.Tensor:
     """Raw mono 16 kHz waveform ``[samples]`` float32 (not standardised)."""
     if item.manifest is not None:
         return torch.from_numpy(item.manifest.load(item.index))
-    from spidrkit.audio import load_audio
 
     return torch.from_numpy(load_audio(item.path))
 
@@ -181,8 +183,6 @@ class EncoderFeatures:
 
 def load_encoder(spec: str | Path, device: torch.device | str = "cpu") -> nn.Module:
     """A spidrkit model (eval mode, on ``device``) from a preset name or a checkpoint path."""
-    from spidrkit.models.pretrained import load_pretrained
-
     return load_pretrained(spec).to(device).eval()
 
 
@@ -314,10 +314,19 @@ def extract_features(
     mine = shard(items, rank, world)
     todo = [it for it in mine if not all(p.exists() for p in paths(it).values())]
     skipped = len(mine) - len(todo)
+    # a finished file is only reused when this folder was made by the same source and options
+    wanted = {
+        "command": "extract",
+        **source_identity(source),
+        "layers": layers,
+        "format": fmt,
+        "dtype": str(dtype).removeprefix("torch."),
+    }
+    has_outputs = skipped > 0 or any(p.exists() for it in todo for p in paths(it).values())
+    check_record(out_dir, wanted, what="features", has_outputs=has_outputs)
     if skipped:
         log.info("skipping %d of %d files already extracted", skipped, len(mine))
     total_s = sum(it.num_samples for it in todo) / SAMPLE_RATE
-    from spidrkit.utils.progress import progress
 
     bar = progress(
         total=round(total_s, 2),

@@ -27,7 +27,7 @@ import torch
 
 from spidrkit.audio.io import AUDIO_EXTENSIONS
 from spidrkit.errors import DataError
-from spidrkit.utils.files import atomic_write
+from spidrkit.utils.files import atomic_files, atomic_write
 from spidrkit.utils.paths import inside, is_safe_relative
 from spidrkit.utils.textfiles import (
     check_finite_features,
@@ -105,13 +105,12 @@ def write_units(
 ) -> int:
     """Atomically write JSONL (and optionally the text form); returns the number of lines."""
     records = list(records)
-    with atomic_write(path, "w") as f:
+    paths = [Path(path)] + ([Path(txt)] if txt is not None else [])
+    with atomic_files(paths) as files:  # both or neither: a failed .txt keeps the old JSONL
         for r in records:
-            f.write(r.to_json() + "\n")
-    if txt is not None:
-        with atomic_write(txt, "w") as f:
-            for r in records:
-                f.write(" ".join(str(u) for u in r.units) + "\n")
+            files[0].write(r.to_json() + "\n")
+            if txt is not None:
+                files[1].write(" ".join(str(u) for u in r.units) + "\n")
     return len(records)
 
 
@@ -285,6 +284,11 @@ def list_features(folder: str | Path) -> list[tuple[str, Path]]:
     )
     if not files:
         raise DataError(f"{folder}: no .pt or .npy feature files found")
+    for (a, pa), (b, pb) in zip(files, files[1:]):
+        if a == b:  # a.pt and a.npy: one fileid, two files
+            raise DataError(
+                f"{folder}: {pa.name} and {pb.name} both hold fileid {a!r}; keep one of them"
+            )
     return files
 
 

@@ -18,12 +18,15 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
+from spidrkit.config import BIG, PROB, SEED, Range, count, field_problems
 from spidrkit.errors import CheckpointError, ConfigError, DataError
 from spidrkit.utils.files import atomic_write
+from spidrkit.utils.progress import progress as bar
+from spidrkit.utils.provenance import differences
 from spidrkit.utils.textfiles import check_finite_features
 
 log = logging.getLogger(__name__)
@@ -93,6 +96,8 @@ class KMeans:
 
     centroids: torch.Tensor
     meta: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+    """The file it was loaded from (for messages)."""
 
     @property
     def k(self) -> int:
@@ -115,7 +120,32 @@ class KMeans:
         return assign(features, c)[0]
 
     def to(self, device: torch.device | str) -> KMeans:
-        return KMeans(self.centroids.to(device), dict(self.meta))
+        return KMeans(self.centroids.to(device), dict(self.meta), self.path)
+
+    def check_source(self, identity: dict[str, Any] | None, layer: int | None) -> None:
+        """Refuse features of another layer or another model than the k-means was trained on.
+
+        ``meta["layer"]`` and ``meta["source_id"]`` (the :func:`spidrkit.utils.provenance.
+        source_identity` of the features, as JSON) are written by ``spidrkit kmeans``; a file
+        without them (older, or trained on unrecorded features) is not checked.
+        """
+        name = self.path or "k-means"
+        trained = self.meta.get("layer")
+        if trained is not None and layer is not None and int(trained) != int(layer):
+            raise ConfigError(
+                f"{name}: trained on layer {trained}, but the units are asked for layer {layer}; "
+                f"use --layer {trained} or a k-means trained on layer {layer}"
+            )
+        saved = self.meta.get("source_id")
+        if saved and identity is not None:
+            import json
+
+            diff = differences(json.loads(saved), identity)
+            if diff:
+                raise ConfigError(
+                    f"{name}: trained on features of another source ({'; '.join(diff)}); "
+                    "use the k-means trained on this model, or retrain it"
+                )
 
     def save(self, path: str | Path) -> None:
         """Atomically write ``{"centroids", "meta"}`` (readable with ``weights_only=True``)."""
@@ -123,7 +153,7 @@ class KMeans:
             k: v for k, v in self.meta.items() if isinstance(v, str | int | float | bool)
         }
         meta.update({k: None for k, v in self.meta.items() if v is None})
-        with atomic_write(path, "wb") as f:
+        with atomic_write(path, "wb", digest=True) as f:
             torch.save({"centroids": self.centroids.detach().cpu().float(), "meta": meta}, f)
 
     @classmethod
@@ -133,10 +163,12 @@ class KMeans:
             raise CheckpointError(
                 f"k-means file {path} does not exist; train it with spidrkit kmeans"
             )
+        from spidrkit.models.checkpoint import read_torch_file
+
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # truncated / not a torch file
-            raise CheckpointError(f"cannot read k-means file {path}: {exc}") from exc
+            obj = read_torch_file(path)  # verified against its .sha256, weights only
+        except CheckpointError as exc:
+            raise CheckpointError(f"k-means file {exc}") from None
         if not isinstance(obj, dict) or not isinstance(obj.get("centroids"), torch.Tensor):
             raise CheckpointError(
                 f"{path} is not a spidrkit k-means file (expected a dict with 'centroids')"
@@ -150,7 +182,7 @@ class KMeans:
         if not bool(torch.isfinite(centroids).all()):
             raise CheckpointError(f"{path}: centroids hold NaN or infinite values; retrain it")
         meta = obj.get("meta")
-        return cls(centroids.float().to(device), dict(meta) if isinstance(meta, dict) else {})
+        return cls(centroids.float().to(device), dict(meta) if isinstance(meta, dict) else {}, path)
 
 
 @dataclass(frozen=True)
@@ -164,6 +196,16 @@ class KMeansConfig:
     seed: controls every random draw.
     """
 
+    RANGES: ClassVar[dict[str, Range]] = {
+        "k": count(1, 1 << 20),
+        "batch_size": count(1, 1 << 28),
+        "max_epochs": count(1, 1 << 20),
+        "init_size": count(1, 1 << 31),
+        "patience": count(0, BIG),
+        "reassign_ratio": PROB,
+        "seed": SEED,
+    }
+
     k: int = 256
     batch_size: int = 10000
     max_epochs: int = 100
@@ -173,16 +215,8 @@ class KMeansConfig:
     seed: int = 0
 
     def validate(self) -> list[str]:
-        errs = []
-        if self.k < 1:
-            errs.append(f"k must be >= 1, got {self.k}")
-        if self.batch_size < 1:
-            errs.append(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.max_epochs < 1:
-            errs.append(f"max_epochs must be >= 1, got {self.max_epochs}")
-        if not 0.0 <= self.reassign_ratio < 1.0:
-            errs.append(f"reassign_ratio must be in [0, 1), got {self.reassign_ratio}")
-        return errs
+        """Every out-of-range field (see ``RANGES``)."""
+        return field_problems(self)
 
 
 def fit_kmeans(
@@ -218,7 +252,6 @@ def fit_kmeans(
     total = config.max_epochs * steps_per_epoch
     ewa, best, stale = None, math.inf, 0
     alpha = min(1.0, 2.0 * bs / (n + 1))
-    from spidrkit.utils.progress import progress as bar
 
     pbar = bar(total=total, desc=f"k-means k={k}", enabled=progress, unit="batch")
     step = epochs = 0

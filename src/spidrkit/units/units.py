@@ -25,10 +25,11 @@ from typing import Any
 
 import torch
 
+from spidrkit.audio import load_audio, resample
 from spidrkit.audio.io import SAMPLE_RATE
 from spidrkit.errors import ConfigError
 from spidrkit.models.inference import codebook_units, head_layers, plan_batches
-from spidrkit.units.extract import AudioItem, EncoderFeatures, run_batch
+from spidrkit.units.extract import AudioItem, EncoderFeatures, load_encoder, run_batch
 from spidrkit.units.files import Units, dedup
 from spidrkit.units.kmeans import KMeans
 
@@ -123,8 +124,6 @@ class Tokenizer:
         max_batch_seconds: float = 200.0,
     ) -> None:
         if isinstance(encoder, str | Path):
-            from spidrkit.units.extract import load_encoder
-
             encoder = load_encoder(str(encoder), device or "cpu")
         if isinstance(kmeans, str | Path):
             kmeans = KMeans.load(kmeans)
@@ -140,8 +139,6 @@ class Tokenizer:
         self.max_batch_seconds = max_batch_seconds
 
     def _waveforms(self, inputs: Sequence[Any], sample_rate: int) -> list[torch.Tensor]:
-        from spidrkit.audio import load_audio, resample
-
         wavs = []
         for x in inputs:
             if isinstance(x, str | Path):

@@ -20,7 +20,16 @@ def unsafe_reason(name: str) -> str | None:
         return "contains a NUL byte"
     if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
         return "is an absolute path"
+    if name.endswith(("/", "\\")):
+        return "ends with a slash (names a folder, not a file)"
+    if any(ord(c) < 0x20 for c in name):
+        return "contains a control character"
     parts = PurePosixPath(name.replace("\\", "/")).parts
+    pieces = name.replace("\\", "/").split("/")
+    if any(p == ".." for p in pieces):
+        return "climbs out of its folder with '..'"
+    if any(p in (".", "") for p in pieces):
+        return "has an empty or '.' path component"
     if any(p == ".." for p in parts):
         return "climbs out of its folder with '..'"
     if not parts or parts[-1] in (".", ""):
@@ -46,4 +55,14 @@ def inside(root: str | Path, name: str, suffix: str = "", *, source: str = "") -
             f"{where}fileid {name[:80]!r} {reason}; outputs are only written inside {root} "
             "(rename it in the manifest)"
         )
-    return Path(root) / f"{name}{suffix}"
+    path = Path(root) / f"{name}{suffix}"
+    # a symlinked folder inside root would lead the file out of it: resolve and compare
+    real_root = Path(root).resolve()
+    real = path.parent.resolve()
+    if real != real_root and real_root not in real.parents:
+        where = f"{source}: " if source else ""
+        raise DataError(
+            f"{where}fileid {name[:80]!r} leads through a symbolic link to {real}, outside {root}; "
+            "outputs are only written inside it"
+        )
+    return path

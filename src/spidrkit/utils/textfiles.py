@@ -23,7 +23,8 @@ MAX_LINE_BYTES = 64 << 20
 MAX_UNIT_ID = (1 << 20) - 1
 """Largest accepted unit id (codebooks and k-means have at most about a million entries)."""
 MAX_DURATION = 1 << 24
-"""Largest accepted duration of one deduplicated unit, in frames (93 hours at 20 ms)."""
+"""Largest accepted duration of one deduplicated unit, and of one utterance (their sum), in
+frames (93 hours at 20 ms)."""
 
 
 def open_input(path: str | Path, what: str) -> IO[bytes]:
@@ -127,6 +128,12 @@ def durations(value: Any, where: str, n_units: int) -> list[int]:
         raise DataError(f"{where}: {rule}; {str(exc).removeprefix(f'{where}: ')}") from None
     if len(out) != n_units:
         raise DataError(f"{where}: {rule} ({n_units} units, {len(out)} durations)")
+    total = sum(out)
+    if total > MAX_DURATION:  # expanded to frames by readers: bound the allocation
+        raise DataError(
+            f"{where}: 'durations' add up to {total} frames, over {MAX_DURATION} (93 h at 20 ms) "
+            "for one utterance"
+        )
     return out
 
 
@@ -160,3 +167,22 @@ def finite_float(value: Any, where: str, field: str) -> float:
     if not math.isfinite(out):
         raise DataError(f"{where}: '{field}' must be finite, found {out}")
     return out
+
+
+MAX_JSON_BYTES = 64 << 20
+
+
+def read_json_file(path: str | Path, what: str, *, max_bytes: int = MAX_JSON_BYTES) -> Any:
+    """A whole JSON file (a result or report written by spidrkit), read with a size cap; a
+    missing, oversized, non-UTF-8 or malformed file is a DataError naming it and ``what``."""
+    path = Path(path)
+    with open_input(path, what) as f:
+        raw = f.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise DataError(f"{path}: over {max_bytes >> 20} MiB: not a {what}")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start}): not a {what}") from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise DataError(f"{path}: not a {what} (invalid JSON: {str(exc)[:120]})") from None

@@ -1,4 +1,4 @@
-"""ABX phone discriminability (SPEC section 4): items, distances, DTW, cells, scores.
+"""ABX phone discriminability (docs/evaluation.md, "ABX"): items, distances, DTW, cells, scores.
 
 >>> from spidrkit.eval.abx import ABXConfig, compute_abx
 >>> result = compute_abx("dev.item", "feats/", ABXConfig(speaker="within"))  # doctest: +SKIP

@@ -1,4 +1,4 @@
-"""Frame-to-frame distances, batched over pairs of items (SPEC section 4).
+"""Frame-to-frame distances, batched over pairs of items (docs/evaluation.md, "ABX").
 
 - ``angular`` (default): ``acos(clamp(<a, b>, -1, 1)) / pi`` on L2-normalised frames, in [0, 1].
 - ``euclidean``: ``||a - b||_2``.

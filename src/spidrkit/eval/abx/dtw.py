@@ -1,4 +1,4 @@
-"""Path-normalised DTW, vectorised across many pairs of items (SPEC section 4).
+"""Path-normalised DTW, vectorised across many pairs of items (docs/evaluation.md, "ABX").
 
 Steps ``(i-1, j)``, ``(i-1, j-1)``, ``(i, j-1)``; the accumulated cost of the best path to the last
 cell is divided by the length (number of cells) of that path. When several predecessors tie on

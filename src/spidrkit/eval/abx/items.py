@@ -1,4 +1,4 @@
-"""ABX item files, frame selection and feature sources (SPEC section 4).
+"""ABX item files, frame selection and feature sources (docs/evaluation.md, "ABX").
 
 An item file is space-separated text with the header
 ``#file onset offset #phone prev-phone next-phone speaker`` (times in seconds). Frame ``i`` of a
@@ -35,6 +35,11 @@ __all__ = [
     "read_units_jsonl",
 ]
 from spidrkit.utils.textfiles import duplicate_error, iter_lines
+
+MAX_OFFSET_S = 24 * 3600
+"""Latest accepted item end (as the longest audio file spidrkit reads)."""
+MAX_ITEM_S = 60
+"""Longest accepted item: the frames of every item are gathered in memory."""
 
 ITEM_HEADER = ["#file", "onset", "offset", "#phone", "prev-phone", "next-phone", "speaker"]
 # Tolerance (in frames) on the inclusive frame boundaries, so that 0.09 s is "on" frame 4 at 20 ms
@@ -121,6 +126,11 @@ def read_item_file(path: str | Path) -> Items:
         if not (math.isfinite(onset) and math.isfinite(offset)) or offset < onset or onset < 0:
             raise DataError(
                 f"{path}:{lineno}: need 0 <= onset <= offset, found onset={onset} offset={offset}"
+            )
+        if offset > MAX_OFFSET_S or offset - onset > MAX_ITEM_S:  # sizes the frame bank
+            raise DataError(
+                f"{path}:{lineno}: an item ends after {MAX_OFFSET_S // 3600} h or lasts over "
+                f"{MAX_ITEM_S} s (onset={onset} offset={offset}): ABX items are phones or words"
             )
         key = (fields[0], onset, offset)
         if key in seen:

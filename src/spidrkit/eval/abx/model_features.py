@@ -7,7 +7,9 @@ from pathlib import Path
 
 import torch
 
+from spidrkit.audio import load_audio
 from spidrkit.audio.io import AUDIO_EXTENSIONS, SAMPLE_RATE
+from spidrkit.data.manifest import read_manifest
 from spidrkit.errors import DataError
 from spidrkit.utils.progress import progress
 from spidrkit.utils.textfiles import check_finite_features
@@ -17,8 +19,6 @@ def find_audio(fileids: Sequence[str], root: str | Path | None = None, manifest=
     """``{fileid: audio path}`` from an audio root (``<root>/<fileid>.wav|flac|...``) or a manifest."""
     out: dict[str, Path] = {}
     if manifest is not None:
-        from spidrkit.data.manifest import read_manifest
-
         m = read_manifest(manifest)
         rows = {m.fileids[i]: i for i in range(len(m))}
         for fid in fileids:
@@ -52,8 +52,6 @@ def model_features(
     Features are kept on the CPU in ``dtype`` (float16 halves the memory of many layers; ABX
     distances are computed in float32).
     """
-    from spidrkit.audio import load_audio
-
     out: dict[int, dict[str, torch.Tensor]] = {layer: {} for layer in layers}
     fileids = sorted(audio)
     bar = progress(total=len(fileids), desc="features", enabled=show_progress)

@@ -7,15 +7,24 @@ import io
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
+from spidrkit.config import SEED, Range, count, field_problems
 from spidrkit.errors import DataError
 from spidrkit.utils.files import atomic_write
+from spidrkit.utils.textfiles import read_json_file
 
 
 @dataclass(frozen=True)
 class ABXConfig:
     """How to build and score the ABX triplets (defaults = ZeroSpeech 2021 triphone ABX)."""
+
+    RANGES: ClassVar[dict[str, Range]] = {
+        "step": Range(0.0, 10.0, lo_open=True),
+        "max_size_group": count(1, 1 << 30),
+        "max_x_across": count(1, 1 << 30),
+        "seed": SEED,
+    }
 
     speaker: Literal["within", "across"] = "within"
     """``within``: A, B, X from one speaker; ``across``: A, B from one speaker, X from another."""
@@ -35,19 +44,13 @@ class ABXConfig:
     """Seed of the subsampling."""
 
     def validate(self) -> list[str]:
-        errors = []
+        errors = field_problems(self)
         if self.speaker not in ("within", "across"):
             errors.append(f"speaker must be 'within' or 'across', got {self.speaker!r}")
         if self.context not in ("within", "any"):
             errors.append(f"context must be 'within' or 'any', got {self.context!r}")
         if self.distance not in ("angular", "euclidean", "kl_symmetric", "identical"):
             errors.append(f"unknown distance {self.distance!r}")
-        if not self.step > 0:
-            errors.append(f"step must be > 0 seconds, got {self.step}")
-        for name in ("max_size_group", "max_x_across"):
-            v = getattr(self, name)
-            if v is not None and v < 1:
-                errors.append(f"{name} must be >= 1 or None, got {v}")
         return errors
 
 
@@ -143,15 +146,19 @@ def write_results_json(
 def read_results_json(path: str | Path) -> list[ABXResult]:
     """Results written by :func:`write_results_json` (or a bare list / a single result)."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: cannot read ABX results JSON ({exc})") from None
+    data = read_json_file(path, "ABX results JSON (spidrkit abx --json)")
     rows = data.get("results", [data]) if isinstance(data, dict) else data
     try:
-        return [ABXResult.from_dict(r) for r in rows]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DataError(f"{path}: not an ABX results file ({exc!r})") from None
+        out = [ABXResult.from_dict(r) for r in rows]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise DataError(f"{path}: not an ABX results file ({str(exc)[:200]})") from None
+    for r in out:
+        if not 0.0 <= r.error <= 1.0 or (r.layer is not None and not isinstance(r.layer, int)):
+            raise DataError(
+                f"{path}: not an ABX results file (error {r.error} outside [0, 1], or a "
+                f"layer {r.layer!r} that is not an integer)"
+            )
+    return out
 
 
 def write_cells_csv(results: list[ABXResult], path: str | Path) -> None:

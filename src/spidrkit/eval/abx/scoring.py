@@ -1,4 +1,4 @@
-"""Item-pair distances (batched DTW), per-cell scores and the ABX aggregation (SPEC section 4).
+"""Item-pair distances (batched DTW), per-cell scores and the ABX aggregation (docs/evaluation.md, "ABX").
 
 Per cell: error = 1 - mean over (x, a, b) of [1(d(x,a) < d(x,b)) + 0.5 * 1(d(x,a) = d(x,b))],
 with x != a when X and A are the same set. Aggregate: mean over contexts (and X speakers, across),
