@@ -116,3 +116,29 @@ def test_loader_bench_reports_every_format(tmp_path):
         row = next(line for line in out.splitlines() if line.startswith(f"| {source} |"))
         rate, batches, workers = (c.strip() for c in row.strip("|").split("|")[1:4])
         assert float(rate) > 0 and int(batches) >= 1 and int(workers) >= 1
+
+@pytest.mark.slow
+def test_adapt_study_rows_resume_and_table(tmp_path):
+    pytest.importorskip("espeakng_loader")
+    from spidrkit.cli.main import main
+    from spidrkit.train.checkpoint import find_latest_checkpoint
+
+    corpus = tmp_path / "corpus"
+    assert main(["synth", "--preset", "tiny", "--out", str(corpus), "--no-progress"]) == 0
+    source = tmp_path / "source"
+    sets = [f"data.train_manifests={corpus / 'train' / 'manifest.csv'}", f"run.output_dir={source}"]
+    sets += ["run.max_steps=4", "run.progress=false", "run.tensorboard=false"]
+    sets += ["data.max_batch_samples=48000", "data.min_sample_size=4000"]
+    assert main(["train", "tiny", *sum((["--set", s] for s in sets), [])]) == 0
+    ckpt = find_latest_checkpoint(source / "checkpoints")
+    args = ["bench/adapt_study.py", "--source", str(ckpt), "--target", str(corpus)]
+    args += ["--out", str(tmp_path / "s"), "--minutes", "0.2", "--seeds", "0", "--steps", "3"]
+    args += ["--threads", "1", "--adapt-set", "run.init_kmeans_seconds=5"]
+    run(args, timeout=900)
+    rows = [json.loads(x) for x in (tmp_path / "s" / "results.jsonl").read_text().splitlines()]
+    assert [r["name"] for r in rows] == ["unadapted", "adapt_0.2min_s0", "scratch_0.2min_s0"]
+    assert set(rows[1]["within"]) == set(rows[1]["across"]) == {"1", "2", "3", "4"}
+    run(args, timeout=900)  # finished runs are skipped, not appended again
+    assert len((tmp_path / "s" / "results.jsonl").read_text().splitlines()) == 3
+    table = run(["bench/adapt_study.py", "--out", str(tmp_path / "s"), "--table"])
+    assert "| adapt | 0.2 min | 1 |" in table

@@ -9,6 +9,12 @@ Examples:
         --set 'data.train_manifests=["librispeech/train-960.csv"]'
     spidrkit train base --slurm --nodes 2 --gpus-per-node 8 --partition gpu --time 3-00:00:00
 
+Adapt a pretrained model to new audio (continued pretraining; docs/training.md, "Adapting a
+pretrained model"): the architecture comes from the checkpoint, the recipe sets the rest:
+    spidrkit train adapt --init spidr_base --set data.train_manifests=my_audio.csv
+    spidrkit train adapt --init runs/small/checkpoints/checkpoint_00001200.pt \
+        --set data.train_manifests=new.csv --set run.init_codebooks=kmeans
+
 Outputs in run.output_dir: checkpoints/checkpoint_<step>.pt (official {"model": ...} layout plus
 optimizer, scheduler, RNG and sampler state), checkpoints/config.json, metrics.jsonl, tb/ (TensorBoard).
 """
@@ -20,12 +26,22 @@ import argparse
 from spidrkit.cli.options import add_no_progress, add_overrides, count
 from spidrkit.errors import ConfigError
 
-HELP = "pretrain SpidR/DinoSR (single process, torchrun, or SLURM via submitit)"
+HELP = "pretrain or adapt SpidR/DinoSR (single process, torchrun, or SLURM via submitit)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "config", help="pretraining TOML file, or a shipped config name (tiny, small, base)"
+        "config",
+        help="pretraining TOML file, or a shipped config name (tiny, small, base, adapt)",
+    )
+    parser.add_argument(
+        "--init",
+        metavar="CKPT_OR_PRESET",
+        default=None,
+        help="start from this model (= --set run.init_checkpoint=...): a preset with published "
+        "weights (spidr_base, dinosr_base_reproduced, dinosr_base_original), a checkpoint file "
+        "(official, spidrkit, .safetensors, fairseq DinoSR) or a model folder; the [model] "
+        "section then comes from it, the optimizer and schedule start fresh",
     )
     add_overrides(parser)
     add_no_progress(parser)
@@ -94,6 +110,8 @@ def _slurm_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def run(args: argparse.Namespace) -> int:
+    import json
+
     if args.slurm:
         from spidrkit.train.slurm import submit
 
@@ -103,7 +121,10 @@ def run(args: argparse.Namespace) -> int:
                 "aside); move or delete the old run folder first"
             )
 
-        job = submit(args.config, args.overrides, _slurm_options(args))
+        overrides = list(args.overrides or [])
+        if args.init is not None:
+            overrides.append(f"run.init_checkpoint={json.dumps(str(args.init))}")
+        job = submit(args.config, overrides, _slurm_options(args))
         print(f"submitted SLURM job {job.job_id}")
         return 0
 
@@ -112,6 +133,8 @@ def run(args: argparse.Namespace) -> int:
     from spidrkit.train.loop import fit
 
     overrides = list(args.overrides or [])
+    if args.init is not None:
+        overrides.append(f"run.init_checkpoint={json.dumps(str(args.init))}")
     if args.no_progress:
         overrides.append("run.progress=false")
     cfg = load_train_config(args.config, overrides)

@@ -42,7 +42,7 @@ class LoadedCheckpoint:
     model_type: str | None
     config: SpidRConfig | DinoSRConfig | None
     step: int | None
-    source_format: str  # "official", "spidrkit", "safetensors" or "fairseq"
+    source_format: str  # "official", "spidrkit", "safetensors", "folder" or "fairseq"
     extra: dict[str, Any]  # optimizer, scheduler, ... when present
 
 
@@ -108,8 +108,11 @@ def is_fairseq_dinosr(obj: Any) -> bool:
 
 
 def read_checkpoint(path: str | Path) -> LoadedCheckpoint:
-    """Read any supported checkpoint file: official/spidrkit ``.pt``, ``.safetensors``, fairseq."""
+    """Read any supported checkpoint: official/spidrkit ``.pt``, ``.safetensors``, fairseq, or a
+    model folder (``config.json`` + ``model.safetensors``, :func:`save_model_folder`)."""
     path = Path(path)
+    if path.is_dir():
+        return _read_folder(path)
     if path.suffix == ".safetensors":
         return _read_safetensors(path)
     obj = read_torch_file(path)
@@ -394,6 +397,57 @@ def _read_safetensors(path: Path) -> LoadedCheckpoint:
         raise CheckpointError(f"{path}: metadata model_type {mtype!r} is not spidr or dinosr")
     step = int(state["current_step"].reshape(-1)[0]) if "current_step" in state else None
     return LoadedCheckpoint(state, mtype, cfg, step, "safetensors", {})
+
+
+# -- self-describing model folders ------------------------------------------------------------
+
+FOLDER_WEIGHTS = "model.safetensors"
+FOLDER_CONFIG = "config.json"
+
+
+def folder_weights(folder: str | Path) -> Path:
+    """The weights file of a model folder, or a CheckpointError saying what is missing."""
+    folder = Path(folder)
+    weights = folder / FOLDER_WEIGHTS
+    if not weights.is_file():
+        raise CheckpointError(
+            f"{folder}: not a model folder: no {FOLDER_WEIGHTS} (a model folder holds "
+            f"{FOLDER_CONFIG} + {FOLDER_WEIGHTS}, as `spidrkit convert CKPT FOLDER` writes)"
+        )
+    return weights
+
+
+def save_model_folder(model: Model, folder: str | Path) -> Path:
+    """Write a self-describing model folder: ``config.json`` (``model_type`` and every config
+    field) and ``model.safetensors`` (the weights, with the config in its metadata too), the layout
+    models are shared in on model hubs. :func:`read_checkpoint` / ``spidrkit.load`` read it back."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise CheckpointError(f"{folder}: exists and is not a folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    save_safetensors(model, folder / FOLDER_WEIGHTS)
+    data = {"model_type": model_type_of(model), **model.config.to_dict()}
+    with atomic_write(folder / FOLDER_CONFIG, "w") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+    return folder
+
+
+def _read_folder(folder: Path) -> LoadedCheckpoint:
+    weights = folder_weights(folder)
+    ckpt = _read_safetensors(weights)
+    config_file = folder / FOLDER_CONFIG
+    if not config_file.is_file():
+        if ckpt.config is None:
+            raise CheckpointError(f"{folder}: model folder without {FOLDER_CONFIG}")
+        return ckpt
+    try:
+        model_type, config = _read_config_json(config_file, ckpt.model_type)
+    except (json.JSONDecodeError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{config_file}: not a model config ({exc})") from None
+    if config is None:
+        raise CheckpointError(f"{config_file}: no model_type (spidr or dinosr)")
+    return LoadedCheckpoint(ckpt.state_dict, model_type, config, ckpt.step, "folder", {})
 
 
 # -- original fairseq DinoSR (key mapping: docs/models.md, "Original fairseq DinoSR") ------------

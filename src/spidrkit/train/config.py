@@ -63,7 +63,19 @@ class RunConfig:
     save_interval: steps between checkpoints (one is always written at the end) [10_000].
     keep_last: checkpoints kept (older ones are deleted; 0 keeps all) [3].
     resume: continue from the newest complete checkpoint in ``output_dir`` if there is one [True].
-    init_checkpoint: start from these model weights (official ``{"model": ...}`` file) [none].
+    init_checkpoint: start from a pretrained model (continued pretraining, adaptation): a preset
+        with published weights (``spidr_base``, ...), an official/spidrkit checkpoint, a model
+        folder, a ``.safetensors`` file or a fairseq DinoSR checkpoint. The ``[model]`` section then
+        comes from the checkpoint (keys given override its training controls; architecture keys
+        must agree); the optimizer and LR schedule start fresh (:mod:`spidrkit.train.adapt`).
+        ``""`` (the ``adapt`` recipe) means: required, give it with ``--init`` [none].
+    init_teacher: "checkpoint" (the checkpoint's teacher) or "student" (a copy of its student)
+        [checkpoint].
+    init_codebooks: "checkpoint" (its codebooks) or "kmeans" (k-means of the teacher's layer
+        outputs on ``init_kmeans_seconds`` of the training audio) [checkpoint].
+    init_kmeans_seconds: audio sampled for ``init_codebooks = "kmeans"`` [600].
+    freeze_extractor: never train the feature extractor and its projection [False].
+    freeze_layers: never train the first N student encoder layers [0].
     tensorboard: write TensorBoard event files (needs the ``train`` extra) [True].
     wandb_project / wandb_name: log to Weights & Biases too (needs the ``wandb`` extra) [off].
     max_nonfinite_steps: stop with an error after this many non-finite losses in a row [20].
@@ -81,6 +93,8 @@ class RunConfig:
         "max_nonfinite_steps": count(1, 1 << 20),
         "collapse_min_active": UNIT,
         "collapse_min_target_ppl": Range(0.0, float(1 << 20)),
+        "init_kmeans_seconds": Range(0.0, 1e7, lo_open=True),
+        "freeze_layers": count(0, 1 << 10),
     }
 
     model_type: Literal["spidr", "dinosr"] = "spidr"
@@ -95,6 +109,11 @@ class RunConfig:
     keep_last: int = 3
     resume: bool = True
     init_checkpoint: str | None = None
+    init_teacher: Literal["checkpoint", "student"] = "checkpoint"
+    init_codebooks: Literal["checkpoint", "kmeans"] = "checkpoint"
+    init_kmeans_seconds: float = 600.0
+    freeze_extractor: bool = False
+    freeze_layers: int = 0
     tensorboard: bool = True
     wandb_project: str | None = None
     wandb_name: str | None = None
@@ -109,6 +128,18 @@ class RunConfig:
         errors = []
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             errors.append(f"device: {self.device!r} is not auto, cpu, cuda or cuda:N")
+        if self.init_checkpoint == "":
+            errors.append(
+                "init_checkpoint: empty: this config starts from a pretrained model; give it with "
+                "spidrkit train CONFIG --init CKPT_OR_PRESET"
+            )
+        elif not self.init_checkpoint:
+            for name, default in (("init_teacher", "checkpoint"), ("init_codebooks", "checkpoint")):
+                if getattr(self, name) != default:
+                    errors.append(
+                        f"{name}: {getattr(self, name)!r} needs run.init_checkpoint "
+                        "(spidrkit train CONFIG --init CKPT_OR_PRESET)"
+                    )
         return errors
 
 
@@ -229,8 +260,15 @@ def _shortcut_lists(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def train_config_from_dict(data: dict[str, Any], overrides: list[str] | None = None) -> TrainConfig:
-    """Build a :class:`TrainConfig` from nested dicts; every problem is reported at once."""
+    """Build a :class:`TrainConfig` from nested dicts; every problem is reported at once.
+
+    With ``run.init_checkpoint``, ``[model]`` and ``run.model_type`` come from that checkpoint
+    (:func:`spidrkit.train.adapt.resolve_init_config`; a config that does not fit it is one error).
+    """
     data = _shortcut_lists(apply_overrides(data, overrides))
+    from spidrkit.train.adapt import resolve_init_config
+
+    data = resolve_init_config(data)
     unknown = sorted(set(data) - {f.name for f in dataclasses.fields(TrainConfig)})
     errors = [
         f"{k}: unknown section (known: data, masking, model, optimizer, run, validation)"
@@ -280,6 +318,11 @@ def _cross_checks(base: _Sections, model: SpidRConfig | DinoSRConfig) -> list[st
         need = min_samples_for_one_frame(model)
     except (TypeError, ValueError):  # a malformed conv config is reported by its own check
         return errors
+    if base.run.freeze_layers > model.encoder_num_layers:
+        errors.append(
+            f"run.freeze_layers: {base.run.freeze_layers} is more than the model's "
+            f"{model.encoder_num_layers} encoder layers"
+        )
     if base.data.min_sample_size < need:
         errors.append(
             f"data.min_sample_size: {base.data.min_sample_size} samples is shorter than the "

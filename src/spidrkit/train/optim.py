@@ -23,17 +23,20 @@ from spidrkit.train.config import OptimizerConfig
 from spidrkit.train.schedule import make_schedule, make_scheduler
 
 
-def trainable_names(model: nn.Module, step: int) -> list[str]:
-    """Names of the parameters the model trains at ``step`` (all trainable ones if it has no rule)."""
+def trainable_names(model: nn.Module, step: int, frozen: tuple[str, ...] = ()) -> list[str]:
+    """Names of the parameters the model trains at ``step`` (all trainable ones if it has no rule),
+    less those starting with a ``frozen`` prefix (``run.freeze_extractor`` / ``freeze_layers``)."""
     rule = getattr(model, "trainable_named_parameters", None)
     if callable(rule):
-        return [name for name, _ in rule(step)]
-    return [name for name, p in model.named_parameters() if p.requires_grad]
+        names = [name for name, _ in rule(step)]
+    else:
+        names = [name for name, p in model.named_parameters() if p.requires_grad]
+    return [n for n in names if not n.startswith(frozen)] if frozen else names
 
 
-def sync_trainable(model: nn.Module, step: int) -> bool:
+def sync_trainable(model: nn.Module, step: int, frozen: tuple[str, ...] = ()) -> bool:
     """Set ``requires_grad`` to match :func:`trainable_names`; returns True if anything changed."""
-    wanted = set(trainable_names(model, step))
+    wanted = set(trainable_names(model, step, frozen))
     changed = False
     for name, p in model.named_parameters():
         flag = name in wanted
@@ -45,10 +48,10 @@ def sync_trainable(model: nn.Module, step: int) -> bool:
 
 
 def build_optimizer(
-    model: nn.Module, cfg: OptimizerConfig, device: torch.device
+    model: nn.Module, cfg: OptimizerConfig, device: torch.device, frozen: tuple[str, ...] = ()
 ) -> torch.optim.AdamW:
     """AdamW (official hyper-parameters by default) over the model's step-0 trainable parameters."""
-    names = set(trainable_names(model, 0))
+    names = set(trainable_names(model, 0, frozen))
     params = [p for n, p in model.named_parameters() if n in names]
     if not params:
         raise ConfigError("the model has no trainable parameters")

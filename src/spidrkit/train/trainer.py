@@ -29,11 +29,12 @@ from torch import nn
 
 from spidrkit.errors import SpidrkitError
 from spidrkit.models import build_model
+from spidrkit.train import adapt
 from spidrkit.train import checkpoint as ckpt
 from spidrkit.train import distributed as dist_utils
 from spidrkit.train.config import TrainConfig
 from spidrkit.train.distributed import DistInfo
-from spidrkit.train.engine import Engine, load_weights
+from spidrkit.train.engine import Engine
 from spidrkit.train.optim import build_optimizer, build_scheduler, sync_trainable
 
 log = logging.getLogger(__name__)
@@ -94,10 +95,24 @@ class Trainer:
         self.device = self.dist.device
         torch.manual_seed(cfg.run.seed)  # identical model init on every rank
         model = model if model is not None else build_model(cfg.run.model_type, cfg.model)
+        self.init_record: dict[str, Any] | None = None
+        """Where the run started from (``run.init_checkpoint``: name, path, SHA-256, format)."""
+        self.frozen = adapt.frozen_prefixes(cfg.run.freeze_extractor, cfg.run.freeze_layers)
+        """Parameter-name prefixes never trained (``run.freeze_extractor`` / ``freeze_layers``)."""
+        init_src = None
         if cfg.run.init_checkpoint:
-            state = ckpt.load_checkpoint(cfg.run.init_checkpoint)
-            load_weights(model, state["model"], cfg.run.init_checkpoint)
+            init_src = adapt.read_init_source(cfg.run.init_checkpoint)
+            self.init_record = init_src.record()
+            if cfg.run.resume and ckpt.find_latest_checkpoint(cfg.checkpoint_dir) is not None:
+                init_src = None  # resuming: the run's own checkpoint holds the weights
+            else:
+                adapt.load_init_weights(model, init_src, teacher=cfg.run.init_teacher)
         model.to(self.device)
+        if init_src is not None and cfg.run.init_codebooks == "kmeans":
+            adapt.init_codebooks_from_data(model, cfg)
+            if dist_utils.is_initialized():  # every rank holds rank 0's codebooks
+                for buf in model.codebooks.buffers():
+                    torch.distributed.broadcast(buf, 0)
         self.step = 0
         """Optimizer steps taken."""
         self.epoch = 0
@@ -105,8 +120,8 @@ class Trainer:
         """Batches of ``epoch`` this rank has consumed."""
         self.nonfinite_total = 0
         self.nonfinite_in_a_row = 0
-        sync_trainable(model, 0)
-        optimizer = build_optimizer(model, cfg.optimizer, self.device)
+        sync_trainable(model, 0, self.frozen)
+        optimizer = build_optimizer(model, cfg.optimizer, self.device, self.frozen)
         layer_drop = float(getattr(getattr(model, "config", None), "encoder_layer_drop", 0.0))
         self.engine = Engine(
             model,
@@ -145,7 +160,7 @@ class Trainer:
 
     def _sync_trainable(self) -> None:
         """Follow the model's trainable set for the current step; (re)wrap DDP when it changes."""
-        changed = sync_trainable(self.model, self.step)
+        changed = sync_trainable(self.model, self.step, self.frozen)
         if self._wrapped is None or changed:
             self._wrapped = self.engine.wrap()
         self._params = [p for p in self.model.parameters() if p.requires_grad]
@@ -250,12 +265,14 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         """The training checkpoint: official keys plus RNG (every rank), sampler and counters.
         Collective (:meth:`Engine.state_dict`): every rank calls it."""
-        meta = {}
+        meta: dict[str, Any] = {}
         model_cfg = getattr(self.model, "config", None)
         if hasattr(model_cfg, "to_dict"):  # self-describing, as spidrkit.models.save_model writes
             meta = {
                 "spidrkit": {"model_type": self.cfg.run.model_type, "config": model_cfg.to_dict()}
             }
+        if self.init_record is not None:
+            meta["init"] = self.init_record
         return self.engine.state_dict(
             step=self.step,
             epoch=self.epoch,
@@ -296,6 +313,8 @@ class Trainer:
         trainer = state.get("trainer", {})
         self.nonfinite_total = int(trainer.get("nonfinite_total", 0))
         self.nonfinite_in_a_row = int(trainer.get("nonfinite_in_a_row", 0))
+        if isinstance(state.get("init"), dict):
+            self.init_record = state["init"]
         return rng
 
     def resume(self) -> dict[str, Any] | None:
