@@ -117,6 +117,7 @@ def test_loader_bench_reports_every_format(tmp_path):
         rate, batches, workers = (c.strip() for c in row.strip("|").split("|")[1:4])
         assert float(rate) > 0 and int(batches) >= 1 and int(workers) >= 1
 
+
 @pytest.mark.slow
 def test_adapt_study_rows_resume_and_table(tmp_path):
     pytest.importorskip("espeakng_loader")
