@@ -83,10 +83,11 @@ def test_pretrain_study_rows_resume_and_table(tmp_path):
         ("small", 1, 6),
     ]
     assert set(rows[0]["abx"]) == {"1", "2", "3", "4"} and "target_ppl" in rows[0]
+    assert set(rows[0]["abx_across"]) == {"1", "2", "3", "4"} and rows[0]["corpus"] == "corpus"
     run([*args, "--threads", "1"])  # finished runs are skipped, not appended again
     assert len((tmp_path / "s" / "results.jsonl").read_text().splitlines()) == 2
     table = run(["bench/pretrain_study.py", "--out", str(tmp_path / "s"), "--table"])
-    assert "| small (6 steps) | 2 |" in table
+    assert "| corpus: small (6 steps) | 2 |" in table
 
 
 def test_train_step_against_a_commit(tmp_path):
