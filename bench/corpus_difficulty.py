@@ -21,7 +21,6 @@ from pathlib import Path
 
 import torch
 
-from spidrkit.audio.io import load_audio
 from spidrkit.data.manifest import read_manifest
 from spidrkit.eval.abx import ABXConfig, compute_abx_modes, read_item_file
 from spidrkit.synth.conditions import CLEAN, REALISTIC, Conditions
@@ -74,7 +73,7 @@ def spectral_features(corpus: Path, split: str, kind: str) -> dict[str, torch.Te
     manifest = read_manifest(corpus / split / "manifest.csv")
     feats = {}
     for i in range(len(manifest)):
-        wav = load_audio(manifest.path(i))
+        wav = manifest.load(i)
         feats[str(manifest.fileids[i])] = src.single(torch.as_tensor(wav))
     return feats
 

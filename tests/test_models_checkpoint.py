@@ -195,18 +195,7 @@ def test_fairseq_dinosr_file_loads_strictly(tmp_path) -> None:
     from spidrkit.models import DinoSRConfig
     from spidrkit.models.config import tiny_overrides
 
-    def keep(name: str) -> bool:  # the tiny model: 4 layers, 3 codebooks and heads
-        layer = re.search(r"(?:^|\.)layers\.(\d+)\.", name)  # not conv_layers
-        codebook = re.search(r"(?:_codebook|_codebook_cnts|heads\.)(\d+)", name)
-        return (layer is None or int(layer[1]) < 4) and (codebook is None or int(codebook[1]) < 3)
-
-    torch.manual_seed(0)
-    flat = {
-        k: torch.randn(tuple(TINY_DIMS.get(d, d) for d in shape))
-        for k, shape in fairseq_base_keys().items()
-        if keep(k)
-    }
-    flat = {k: (v.abs() + 1 if "_codebook_cnts" in k else v) for k, v in flat.items()}
+    flat = tiny_fairseq_dinosr_weights(seed=0)
     torch.save(
         {
             "model": nest_ema(flat),
@@ -236,3 +225,21 @@ def test_fairseq_dinosr_file_loads_strictly(tmp_path) -> None:
     assert again.config.encoder_qkv_bias and again.config.encoder_embed_dim == 64
     for k, v in state.items():
         assert torch.equal(again.state_dict()[k], v), k
+
+
+def tiny_fairseq_dinosr_weights(seed: int) -> dict[str, torch.Tensor]:
+    """Random weights under the fixture's fairseq DinoSR keys, at the tiny size (4 layers, 3
+    codebooks and heads), flat (``nest_ema`` makes the file's layout); counts are positive."""
+
+    def keep(name: str) -> bool:
+        layer = re.search(r"(?:^|\.)layers\.(\d+)\.", name)  # not conv_layers
+        codebook = re.search(r"(?:_codebook|_codebook_cnts|heads\.)(\d+)", name)
+        return (layer is None or int(layer[1]) < 4) and (codebook is None or int(codebook[1]) < 3)
+
+    torch.manual_seed(seed)
+    flat = {
+        k: torch.randn(tuple(TINY_DIMS.get(d, d) for d in shape))
+        for k, shape in fairseq_base_keys().items()
+        if keep(k)
+    }
+    return {k: (v.abs() + 1 if "_codebook_cnts" in k else v) for k, v in flat.items()}

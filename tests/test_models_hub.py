@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
-import threading
 from pathlib import Path
 
 import pytest
@@ -14,24 +12,9 @@ from spidrkit.models import hub
 
 
 @pytest.fixture
-def server(tmp_path):
-    root = tmp_path / "www"
-    root.mkdir()
-    (root / "weights.pt").write_bytes(b"x" * 300_000)
-    hits: list[str] = []
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *a, **k):
-            super().__init__(*a, directory=str(root), **k)
-
-        def log_message(self, *_):
-            hits.append(self.path)
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}", root, hits
-    httpd.shutdown()
+def server(local_http):
+    (local_http[1] / "weights.pt").write_bytes(b"x" * 300_000)
+    return local_http
 
 
 def test_download_verifies_and_caches(server, tmp_path) -> None:

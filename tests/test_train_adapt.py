@@ -4,9 +4,7 @@ config/checkpoint mismatches, presets from a local server, fairseq DinoSR, model
 from __future__ import annotations
 
 import hashlib
-import http.server
 import signal
-import threading
 from pathlib import Path
 
 import pytest
@@ -234,23 +232,8 @@ def test_adaptation_resumes_bitwise_after_a_kill(corpus, source, tmp_path):
 
 
 @pytest.fixture
-def server(tmp_path):
-    root = tmp_path / "www"
-    root.mkdir()
-    hits: list[str] = []
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *a, **k):
-            super().__init__(*a, directory=str(root), **k)
-
-        def log_message(self, *_):
-            hits.append(self.path)
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}", root, hits
-    httpd.shutdown()
+def server(local_http):
+    return local_http
 
 
 def test_init_from_a_preset_downloads_once_from_a_local_server(
@@ -286,25 +269,13 @@ def test_init_from_a_preset_downloads_once_from_a_local_server(
 def test_init_from_an_original_fairseq_dinosr(corpus, tmp_path):
     """The fixture's fairseq DinoSR keys at the tiny size (as test_models_checkpoint writes them)."""
     import argparse
-    import re
 
     from spidrkit.models import DinoSRConfig
     from spidrkit.models.checkpoint import load_model
     from spidrkit.models.config import tiny_overrides as model_tiny
-    from test_models_checkpoint import TINY_DIMS, fairseq_base_keys, nest_ema
+    from test_models_checkpoint import nest_ema, tiny_fairseq_dinosr_weights
 
-    def keep(name):  # 4 layers, 3 codebooks and heads
-        layer = re.search(r"(?:^|\.)layers\.(\d+)\.", name)
-        codebook = re.search(r"(?:_codebook|_codebook_cnts|heads\.)(\d+)", name)
-        return (layer is None or int(layer[1]) < 4) and (codebook is None or int(codebook[1]) < 3)
-
-    torch.manual_seed(3)
-    flat = {
-        k: torch.randn(tuple(TINY_DIMS.get(d, d) for d in shape))
-        for k, shape in fairseq_base_keys().items()
-        if keep(k)
-    }
-    flat = {k: (v.abs() + 1 if "_codebook_cnts" in k else v) for k, v in flat.items()}
+    flat = tiny_fairseq_dinosr_weights(seed=3)
     torch.save(
         {"model": nest_ema(flat), "args": argparse.Namespace(arch="dinosr")},
         tmp_path / "dinosr.ckpt",

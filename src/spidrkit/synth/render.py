@@ -26,6 +26,7 @@ from spidrkit.synth.conditions import (
     UtteranceDraw,
     apply_recording,
     draw_utterance,
+    seeded_rng,
     set_level,
 )
 from spidrkit.synth.espeak import ESPEAK_RATE, ESpeak
@@ -99,12 +100,6 @@ def _resample(x: np.ndarray) -> np.ndarray:
     return soxr.resample(x, ESPEAK_RATE, SAMPLE_RATE, quality="HQ")
 
 
-def _rng(key: str) -> np.random.Generator:
-    return np.random.default_rng(
-        int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little")
-    )
-
-
 def _bank(path: str) -> np.ndarray:
     banks: dict[str, np.ndarray] = _STATE["banks"]
     if path not in banks:
@@ -141,7 +136,7 @@ def render(job: Job) -> Rendered:
     )
     if len(syn.samples) == 0:
         raise SpidrkitError(f"eSpeak produced no audio for {job.text!r}")
-    rng = _rng(job.key)
+    rng = seeded_rng(job.key)
     audio = _resample(syn.samples.astype(np.float32))
     lead = int(rng.integers(800, 4000))  # 50-250 ms
     tail = int(rng.integers(800, 4000))
