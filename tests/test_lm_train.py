@@ -6,6 +6,7 @@ import dataclasses
 import json
 import random
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -414,35 +415,19 @@ def test_ddp_two_ranks_equal_one_process_with_accumulation(tmp_path):
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
 
 
-def test_old_config_names_still_work_with_a_warning(caplog):
-    import logging
-
+def test_lm_config_speaks_pretrainings_run_vocabulary():
     from spidrkit.errors import ConfigError
+    from spidrkit.train.config import CommonRunConfig, RunConfig
 
-    old = {
-        "optim": {"lr": 1e-3, "schedule": "constant"},
-        "run": {"log_every": 3, "valid_every": 7, "save_every": 9},
-    }
-    with caplog.at_level(logging.WARNING, logger="spidrkit.config"):
-        cfg = from_dict(LMTrainConfig, old, ["optim.warmup_steps=5"])
-    assert (cfg.optimizer.lr, cfg.optimizer.scheduler, cfg.optimizer.warmup_steps) == (
-        1e-3,
-        "constant",
-        5,
-    )
-    assert (cfg.run.log_interval, cfg.validation.interval, cfg.run.save_interval) == (3, 7, 9)
-    for name, new in [
-        ("optim.schedule", "optimizer.scheduler"),
-        ("optim", "optimizer"),
-        ("run.log_every", "run.log_interval"),
-        ("run.valid_every", "validation.interval"),
-        ("run.save_every", "run.save_interval"),
-    ]:
-        assert f"{name} is deprecated, use {new}" in caplog.text, name
-    new = from_dict(LMTrainConfig, {"run": {"log_interval": 4}}, ["run.log_every=6"])
-    assert new.run.log_interval == 6  # an old name in --set overrides the file's new one
-    with pytest.raises(ConfigError, match="optim.lr and optimizer.lr are both set"):
-        from_dict(LMTrainConfig, {"optim": {"lr": 1.0}, "optimizer": {"lr": 2.0}})
+    cfg = from_dict(LMTrainConfig, {}, ["run.resume=false", "run.progress=false"])
+    assert isinstance(cfg.run, CommonRunConfig) and isinstance(RunConfig(), CommonRunConfig)
+    assert (cfg.run.resume, cfg.run.progress, cfg.run.wandb_project) == (False, False, None)
+    assert cfg.run.output_dir == Path("runs/lm") and RunConfig().output_dir == Path("runs/spidr")
+    for old in ("optim.lr=1", "run.log_every=3", "run.valid_every=7"):  # no renamed keys
+        with pytest.raises(ConfigError, match="unknown"):
+            from_dict(LMTrainConfig, {}, [old])
+    with pytest.raises(ConfigError, match="run.device"):
+        from_dict(LMTrainConfig, {}, ["run.device=tpu"])
 
 
 def test_lm_speaks_the_one_precision_vocabulary(tmp_path):
