@@ -146,6 +146,46 @@ def test_resume_equals_straight_run(tmp_path):
     assert {m["split"] for m in metrics} == {"train", "valid"}
 
 
+def test_fault_point_kills_lm_runs_and_resume_is_bitwise_equal(tmp_path):
+    """The fault-injection point of the one loop works for the unit LM too: killed after step 3,
+    then while writing checkpoint 4, then resumed: the weights equal a straight run's."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from spidrkit.config import dump_toml, to_dict
+    from spidrkit.train import faults
+
+    rng, words = _language()
+    train = _write_units(tmp_path / "train.jsonl", _train_rows(rng, words, 60))
+    env = {k: v for k, v in os.environ.items() if k != faults.ENV}
+    env.update(PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"), OMP_NUM_THREADS="1")
+
+    def lm_train(out, fault=None):
+        toml = tmp_path / f"{out}.toml"
+        toml.write_text(dump_toml(to_dict(_cfg(tmp_path, train, tmp_path / out, max_steps=4))))
+        cmd = [sys.executable, "-m", "spidrkit.cli.main", "lm-train", str(toml), "--no-progress"]
+        extra = {faults.ENV: fault} if fault else {}
+        return subprocess.run(
+            cmd, env={**env, **extra}, capture_output=True, text=True, timeout=300
+        )
+
+    assert lm_train("straight").returncode == 0
+    for fault, kept in (("step:3", [2]), ("save:4", [2])):
+        proc = lm_train("killed", fault)
+        assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+        assert [s for s, _ in list_checkpoints(tmp_path / "killed")] == kept
+    assert list((tmp_path / "killed").glob(".checkpoint_00000004.pt.*.tmp"))
+    proc = lm_train("killed")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    straight = load_checkpoint(tmp_path / "straight" / "checkpoint_00000004.pt")
+    resumed = load_checkpoint(tmp_path / "killed" / "checkpoint_00000004.pt")
+    for k, v in straight["model"].items():
+        assert torch.equal(v, resumed["model"][k]), k
+    assert straight["sampler"] == resumed["sampler"]
+
+
 def test_unit_range_checked_against_the_model(tmp_path):
     train = _write_units(tmp_path / "t.jsonl", [("a", [1, 2, 40]), ("b", [3, 4])])
     with pytest.raises(DataError, match="unit 40 found but model.num_units = 16 is too small") as e:
