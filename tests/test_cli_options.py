@@ -76,23 +76,27 @@ def test_no_progress_everywhere(command: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("argv", "dest", "value", "old"),
+    "argv",
     [
-        (
-            ["slm-eval", "--lm", "l", "--encoder", "spidr_tiny", "--lexical", "x"],
-            "model",
-            "spidr_tiny",
-            "--encoder",
-        ),
-        (["manifest", "wavs/", "--output", "m.csv"], "out", "m.csv", "--output"),
-        (["synth", "--out", "c", "--quiet"], "no_progress", True, "--quiet"),
+        ["slm-eval", "--lm", "l", "--units", "u", "--encoder", "x", "--lexical", "x"],
+        ["manifest", "wavs/", "--output", "m.csv"],
+        ["synth", "--out", "c", "--quiet"],
     ],
 )
-def test_old_spellings_work_with_a_warning(argv, dest, value, old, capsys) -> None:
-    args = parse(argv)
-    assert str(getattr(args, dest)) == str(value)
-    err = capsys.readouterr().err
-    assert f"{old} is deprecated" in err and "0.3" in err
+def test_old_spellings_are_gone(argv, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        parse(argv)
+    assert exit_.value.code == 2 and "unrecognized arguments" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["train", "lm-train"])
+def test_training_commands_share_their_options(command: str) -> None:
+    from spidrkit.cli.options import training_overrides
+
+    args = parse([command, "tiny", "--set", "run.max_steps=3", "--no-resume", "--no-progress"])
+    assert args.overwrite is False
+    assert training_overrides(args) == ["run.max_steps=3", "run.resume=false", "run.progress=false"]
+    assert training_overrides(parse([command, "tiny"])) == []
 
 
 def test_new_spellings_do_not_warn(capsys) -> None:

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import random
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -143,6 +144,46 @@ def test_resume_equals_straight_run(tmp_path):
     assert straight["sampler"] == resumed["sampler"]
     metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert {m["split"] for m in metrics} == {"train", "valid"}
+
+
+def test_fault_point_kills_lm_runs_and_resume_is_bitwise_equal(tmp_path):
+    """The fault-injection point of the one loop works for the unit LM too: killed after step 3,
+    then while writing checkpoint 4, then resumed: the weights equal a straight run's."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from spidrkit.config import dump_toml, to_dict
+    from spidrkit.train import faults
+
+    rng, words = _language()
+    train = _write_units(tmp_path / "train.jsonl", _train_rows(rng, words, 60))
+    env = {k: v for k, v in os.environ.items() if k != faults.ENV}
+    env.update(PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"), OMP_NUM_THREADS="1")
+
+    def lm_train(out, fault=None):
+        toml = tmp_path / f"{out}.toml"
+        toml.write_text(dump_toml(to_dict(_cfg(tmp_path, train, tmp_path / out, max_steps=4))))
+        cmd = [sys.executable, "-m", "spidrkit.cli.main", "lm-train", str(toml), "--no-progress"]
+        extra = {faults.ENV: fault} if fault else {}
+        return subprocess.run(
+            cmd, env={**env, **extra}, capture_output=True, text=True, timeout=300
+        )
+
+    assert lm_train("straight").returncode == 0
+    for fault, kept in (("step:3", [2]), ("save:4", [2])):
+        proc = lm_train("killed", fault)
+        assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+        assert [s for s, _ in list_checkpoints(tmp_path / "killed")] == kept
+    assert list((tmp_path / "killed").glob(".checkpoint_00000004.pt.*.tmp"))
+    proc = lm_train("killed")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    straight = load_checkpoint(tmp_path / "straight" / "checkpoint_00000004.pt")
+    resumed = load_checkpoint(tmp_path / "killed" / "checkpoint_00000004.pt")
+    for k, v in straight["model"].items():
+        assert torch.equal(v, resumed["model"][k]), k
+    assert straight["sampler"] == resumed["sampler"]
 
 
 def test_unit_range_checked_against_the_model(tmp_path):
@@ -414,35 +455,19 @@ def test_ddp_two_ranks_equal_one_process_with_accumulation(tmp_path):
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
 
 
-def test_old_config_names_still_work_with_a_warning(caplog):
-    import logging
-
+def test_lm_config_speaks_pretrainings_run_vocabulary():
     from spidrkit.errors import ConfigError
+    from spidrkit.train.config import CommonRunConfig, RunConfig
 
-    old = {
-        "optim": {"lr": 1e-3, "schedule": "constant"},
-        "run": {"log_every": 3, "valid_every": 7, "save_every": 9},
-    }
-    with caplog.at_level(logging.WARNING, logger="spidrkit.config"):
-        cfg = from_dict(LMTrainConfig, old, ["optim.warmup_steps=5"])
-    assert (cfg.optimizer.lr, cfg.optimizer.scheduler, cfg.optimizer.warmup_steps) == (
-        1e-3,
-        "constant",
-        5,
-    )
-    assert (cfg.run.log_interval, cfg.validation.interval, cfg.run.save_interval) == (3, 7, 9)
-    for name, new in [
-        ("optim.schedule", "optimizer.scheduler"),
-        ("optim", "optimizer"),
-        ("run.log_every", "run.log_interval"),
-        ("run.valid_every", "validation.interval"),
-        ("run.save_every", "run.save_interval"),
-    ]:
-        assert f"{name} is deprecated, use {new}" in caplog.text, name
-    new = from_dict(LMTrainConfig, {"run": {"log_interval": 4}}, ["run.log_every=6"])
-    assert new.run.log_interval == 6  # an old name in --set overrides the file's new one
-    with pytest.raises(ConfigError, match="optim.lr and optimizer.lr are both set"):
-        from_dict(LMTrainConfig, {"optim": {"lr": 1.0}, "optimizer": {"lr": 2.0}})
+    cfg = from_dict(LMTrainConfig, {}, ["run.resume=false", "run.progress=false"])
+    assert isinstance(cfg.run, CommonRunConfig) and isinstance(RunConfig(), CommonRunConfig)
+    assert (cfg.run.resume, cfg.run.progress, cfg.run.wandb_project) == (False, False, None)
+    assert cfg.run.output_dir == Path("runs/lm") and RunConfig().output_dir == Path("runs/spidr")
+    for old in ("optim.lr=1", "run.log_every=3", "run.valid_every=7"):  # no renamed keys
+        with pytest.raises(ConfigError, match="unknown"):
+            from_dict(LMTrainConfig, {}, [old])
+    with pytest.raises(ConfigError, match="run.device"):
+        from_dict(LMTrainConfig, {}, ["run.device=tpu"])
 
 
 def test_lm_speaks_the_one_precision_vocabulary(tmp_path):

@@ -14,8 +14,8 @@ from spidrkit.errors import CheckpointError, ConfigError
 from spidrkit.train import adapt
 from spidrkit.train import checkpoint as ckpt
 from spidrkit.train.config import load_train_config
-from spidrkit.train.loop import fit
-from spidrkit.train.trainer import KILL_ENV, Trainer
+from spidrkit.train.faults import ENV as FAULT_ENV
+from spidrkit.train.trainer import Trainer, pretrain
 from test_train_loop import _assert_same, _run_cli
 from train_helpers import REPO, TINY_TOML, make_corpus, tiny_overrides
 
@@ -45,7 +45,7 @@ def source(corpus, tmp_path_factory):
             },
         ),
     )
-    return fit(cfg).checkpoint
+    return pretrain(cfg).checkpoint
 
 
 def _adapt_sets(corpus, out, **extra):
@@ -156,7 +156,7 @@ def test_freeze_extractor_and_first_layers(corpus, source, tmp_path):
         )
         if frozen:
             assert id(p) not in in_optimizer and not p.requires_grad, name
-    result = fit(cfg)
+    result = pretrain(cfg)
     before, after = _model_state(source), _model_state(result.checkpoint)
     for key in before:
         if key.startswith(("feature_extractor.", "feature_projection.", "student.layers.0.")):
@@ -215,7 +215,7 @@ def test_adaptation_resumes_bitwise_after_a_kill(corpus, source, tmp_path):
 
     _run_cli(args(tmp_path / "straight"))
     straight = ckpt.find_latest_checkpoint(tmp_path / "straight" / "checkpoints")
-    proc = _run_cli(args(tmp_path / "killed"), {KILL_ENV: "step:3"}, check=False)
+    proc = _run_cli(args(tmp_path / "killed"), {FAULT_ENV: "step:3"}, check=False)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     _run_cli(args(tmp_path / "killed"))
     final = ckpt.find_latest_checkpoint(tmp_path / "killed" / "checkpoints")
@@ -297,7 +297,7 @@ def test_init_from_an_original_fairseq_dinosr(corpus, tmp_path):
     for key, value in trainer.model.state_dict().items():
         if key != "current_step":
             assert torch.equal(value, ref[key]), key
-    assert fit(cfg).step == 6
+    assert pretrain(cfg).step == 6
 
 
 def test_model_folder_round_trip_gives_the_same_features(source, tmp_path):

@@ -16,8 +16,14 @@ from torch import nn
 from spidrkit.errors import ConfigError
 from spidrkit.train import checkpoint as ckpt
 from spidrkit.train.config import load_train_config, train_config_from_dict
-from spidrkit.train.loop import fit, make_train_loader, validate_all
-from spidrkit.train.trainer import KILL_ENV, NonFiniteLossError, Trainer
+from spidrkit.train.faults import ENV as FAULT_ENV
+from spidrkit.train.trainer import (
+    NonFiniteLossError,
+    Trainer,
+    make_train_loader,
+    pretrain,
+    validate_all,
+)
 from train_helpers import REPO, TINY_TOML, make_corpus, tiny_overrides
 
 
@@ -33,7 +39,7 @@ VALID = {"validation.interval": 3}
 def straight(corpus, tmp_path_factory):
     """An uninterrupted 6-step run (validation at steps 3 and 6; it touches no weight or RNG)."""
     out = tmp_path_factory.mktemp("straight")
-    return fit(_cfg(corpus, out, **{"data.valid_manifests": f'["{corpus}"]', **VALID})), out
+    return pretrain(_cfg(corpus, out, **{"data.valid_manifests": f'["{corpus}"]', **VALID})), out
 
 
 def _cfg(corpus, out, **extra):
@@ -129,15 +135,15 @@ def test_fit_writes_logs_checkpoints_and_resumes_exactly(corpus, straight, tmp_p
 
     # 3 steps (stopping mid-epoch), then a new Trainer asked for 6: same weights as straight
     out = tmp_path / "b"
-    fit(_cfg(corpus, out, **{"run.max_steps": 3}))
-    resumed = fit(_cfg(corpus, out))
+    pretrain(_cfg(corpus, out, **{"run.max_steps": 3}))
+    resumed = pretrain(_cfg(corpus, out))
     assert resumed.step == 6
     _assert_same(_weights(straight.checkpoint), _weights(resumed.checkpoint))
 
 
 def _run_cli(args, env_extra=None, check=True):
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
-    env.pop(KILL_ENV, None)
+    env.pop(FAULT_ENV, None)
     env.update(env_extra or {})
     proc = subprocess.run(
         [sys.executable, "-m", "spidrkit.cli.main", *args],
@@ -160,11 +166,11 @@ def test_sigkill_mid_write_and_between_steps_then_resume_is_bitwise_equal(
     out = tmp_path / "killed"
     ckdir = out / "checkpoints"
     args = ["train", str(TINY_TOML), *sum((["--set", s] for s in tiny_overrides(corpus, out)), [])]
-    proc = _run_cli(args, {KILL_ENV: "save:4"}, check=False)
+    proc = _run_cli(args, {FAULT_ENV: "save:4"}, check=False)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     assert [s for s, _ in ckpt.list_checkpoints(ckdir)] == [2]  # the step-4 write never landed
     assert list(ckdir.glob(".checkpoint_00000004.pt.*.tmp"))
-    proc = _run_cli(args, {KILL_ENV: "step:5"}, check=False)
+    proc = _run_cli(args, {FAULT_ENV: "step:5"}, check=False)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     assert [s for s, _ in ckpt.list_checkpoints(ckdir)] == [2, 4]
     assert not list(ckdir.glob("*.tmp"))
@@ -188,7 +194,7 @@ def test_cli_train_runs_tiny_config(corpus, tmp_path, capsys):
 
 def test_tensorboard_events_written(corpus, tmp_path):
     pytest.importorskip("tensorboard")
-    fit(_cfg(corpus, tmp_path, **{"run.max_steps": 1, "run.tensorboard": "true"}))
+    pretrain(_cfg(corpus, tmp_path, **{"run.max_steps": 1, "run.tensorboard": "true"}))
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
 
 

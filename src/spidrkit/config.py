@@ -1,6 +1,6 @@
 """Dataclass configs from TOML: unknown keys and bad values are errors naming their dotted path.
 
-A config is a (possibly nested) dataclass. ``load_config(Cls, "run.toml", ["optim.lr=1e-4"])`` reads the
+A config is a (possibly nested) dataclass. ``load_config(Cls, "run.toml", ["optimizer.lr=1e-4"])`` reads the
 TOML, applies ``--set`` overrides, type-checks every field and calls ``validate()`` on each section if it
 has one; all problems are collected and raised at once as a :class:`ConfigError`.
 
@@ -9,10 +9,6 @@ A config class declares the domain of each numeric field in ``RANGES`` (field na
 them generically (tuples of numbers element-wise) before the class's own ``validate()``, which only
 holds the rules between fields. ``tests/test_config_domains.py`` generates values inside and outside
 every declared domain from this schema, and fails for a numeric field without a domain.
-
-A config class may list renamed keys in ``RENAMED_KEYS`` (old dotted path -> new dotted path, applied
-in order): an old key still works for one release, with a warning naming old -> new
-(:func:`rename_deprecated`).
 """
 
 from __future__ import annotations
@@ -20,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import logging
 import math
 import re
 import tomllib
@@ -34,7 +29,6 @@ from spidrkit.configs import names, resolve
 from spidrkit.errors import ConfigError
 
 T = TypeVar("T")
-log = logging.getLogger(__name__)
 
 BIG = 1 << 40
 """Default upper cap of counts (steps, seeds, ...): large enough for any run, small enough that
@@ -303,68 +297,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[s
     return data
 
 
-_DEPRECATED = "config: %s is deprecated, use %s (the old name goes in the next release)"
-
-
-def _merge_into(new: Any, old: Any, old_path: str, new_path: str) -> Any:
-    """``old``'s values added to ``new`` (tables merge); a key set under both names is an error."""
-    if isinstance(new, dict) and isinstance(old, dict):
-        for key, value in old.items():
-            new[key] = (
-                _merge_into(new[key], value, f"{old_path}.{key}", f"{new_path}.{key}")
-                if key in new
-                else value
-            )
-        return new
-    raise ConfigError(f"{old_path} and {new_path} are both set: keep only {new_path}")
-
-
-def rename_deprecated(data: dict[str, Any], renames: dict[str, str]) -> dict[str, Any]:
-    """Move every old dotted key of ``renames`` that ``data`` holds to its new path (in place, in
-    order), with a warning naming old -> new; returns ``data``."""
-    for old, new in renames.items():
-        *old_parents, old_key = old.split(".")
-        chain: list[Any] = [data]
-        for part in old_parents:
-            chain.append(chain[-1].get(part) if isinstance(chain[-1], dict) else None)
-        node = chain[-1]
-        if not isinstance(node, dict) or old_key not in node:
-            continue
-        value = node.pop(old_key)
-        if old_parents and not node:  # a table emptied by the move goes too
-            chain[-2].pop(old_parents[-1])
-        log.warning(
-            "config: %s is deprecated, use %s (the old name goes in the next release)", old, new
-        )
-        *new_parents, new_key = new.split(".")
-        target = data
-        for part in new_parents:
-            target = target.setdefault(part, {})
-            if not isinstance(target, dict):
-                raise ConfigError(f"{new}: {part} is not a table")
-        target[new_key] = (
-            _merge_into(target[new_key], value, old, new) if new_key in target else value
-        )
-    return data
-
-
-def _rename_override(text: str, renames: dict[str, str]) -> str:
-    """``--set old.key=value`` with its key renamed as :func:`rename_deprecated` would."""
-    key, eq, value = text.partition("=")
-    path = key.strip()
-    for old, new in renames.items():
-        if path == old or path.startswith(old + "."):
-            log.warning(_DEPRECATED, old, new)
-            path = new + path[len(old) :]
-    return f"{path}{eq}{value}"
-
-
 def from_dict(cls: type[T], data: dict[str, Any], overrides: list[str] | None = None) -> T:
     """Build and validate a config dataclass from a dict; every problem is reported at once."""
-    renames = getattr(cls, "RENAMED_KEYS", None)
-    if renames:  # the file's old keys, then the overrides' (which win, as any --set does)
-        data = rename_deprecated(apply_overrides(data, None), renames)
-        overrides = [_rename_override(text, renames) for text in overrides or []]
     data = apply_overrides(data, overrides)
     errors: list[str] = []
     obj = _build(cls, data, "", errors)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from spidrkit.cli.options import add_no_progress, add_overrides
+from spidrkit.cli.options import add_training_options, training_overrides
 from spidrkit.config import load_config
 
 HELP = "train a unit language model (OPT-125M or tiny presets) on units JSONL"
@@ -26,17 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "config", help="TOML config, or a shipped config name (lm_tiny, lm_opt125m)"
     )
-    add_overrides(parser)
-    parser.add_argument(
-        "--no-resume", action="store_true", help="start from scratch even if checkpoints exist"
-    )
-    add_no_progress(parser)
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="with --no-resume: move an earlier run in run.output_dir aside into replaced-<time>/ "
-        "instead of refusing (nothing is deleted)",
-    )
+    add_training_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,14 +34,9 @@ def run(args: argparse.Namespace) -> int:
     from spidrkit.lm.train import train_lm
     from spidrkit.train.distributed import cleanup
 
-    cfg = load_config(LMTrainConfig, args.config, args.overrides)
+    cfg = load_config(LMTrainConfig, args.config, training_overrides(args))
     try:
-        result = train_lm(
-            cfg,
-            resume=not args.no_resume,
-            show_progress=not args.no_progress,
-            overwrite=args.overwrite,
-        )
+        result = train_lm(cfg, overwrite=args.overwrite)
     finally:
         cleanup()
     if os.environ.get("RANK", "0") != "0":

@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "inputs", nargs="*", type=Path, help="audio folders or uncompressed .tar archives"
     )
-    add_out(parser, type=Path, help="manifest to write (.csv or .tsv)", deprecated=["--output"])
+    add_out(parser, type=Path, help="manifest to write (.csv or .tsv)")
     parser.add_argument(
         "--ext",
         default=None,

@@ -1,22 +1,19 @@
 """The options every command spells the same way (documented once in docs/cli.md).
 
 ``--model`` (preset or checkpoint), ``--layers`` (``4,5,6`` or ``4 5 6``; 1-based), ``-o/--out``,
-``--json PATH`` (``-`` for stdout), ``--device`` (default ``auto``) and ``--no-progress``. Old spellings (``--encoder``, ``--output``,
-``--quiet``) still work for one release and print a deprecation warning.
+``--json PATH`` (``-`` for stdout), ``--device`` (default ``auto``) and ``--no-progress``; and
+what the training commands share (:func:`add_training_options`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from spidrkit.errors import ConfigError
 from spidrkit.utils.files import atomic_write
-
-REMOVED_IN = "spidrkit 0.3"
 
 
 class Number:
@@ -74,35 +71,7 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-class _Option(argparse.Action):
-    """Store a value (or ``const`` for a flag), warning when an old spelling was used."""
-
-    def __init__(
-        self, option_strings: list[str], dest: str, deprecated: Sequence[str] = (), **kwargs: Any
-    ) -> None:
-        self.deprecated = tuple(deprecated)
-        super().__init__(option_strings, dest, **kwargs)
-
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: Any,
-        option_string: str | None = None,
-    ) -> None:
-        if option_string in self.deprecated:
-            new = next(
-                s for s in self.option_strings if s.startswith("--") and s not in self.deprecated
-            )
-            print(
-                f"{parser.prog}: warning: {option_string} is deprecated, use {new} "
-                f"(the old spelling goes in {REMOVED_IN})",
-                file=sys.stderr,
-            )
-        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
-
-
-class _Layers(_Option):
+class _Layers(argparse.Action):
     """``--layers 4,5,6`` / ``--layers 4 5 6`` / ``--layers 4, 5`` -> ``[4, 5, 6]``."""
 
     def __call__(
@@ -127,9 +96,7 @@ class _Layers(_Option):
             parser.error(f"{option_string}: no layer given")
         if self.const == "one" and len(layers) != 1:
             parser.error(f"{option_string}: this command takes one layer, got {layers}")
-        super().__call__(
-            parser, namespace, layers[0] if self.const == "one" else layers, option_string
-        )
+        setattr(namespace, self.dest, layers[0] if self.const == "one" else layers)
 
 
 def add_model(
@@ -137,15 +104,11 @@ def add_model(
     *,
     help: str = "preset name (spidr_base, ...) or checkpoint path",
     required: bool = False,
-    deprecated: Sequence[str] = (),
 ) -> None:
     """``--model CKPT_OR_PRESET`` into ``args.model``; ``parser`` may be a mutually exclusive group."""
     parser.add_argument(
         "--model",
-        *deprecated,
         dest="model",
-        action=_Option,
-        deprecated=deprecated,
         metavar="CKPT_OR_PRESET",
         required=required,
         help=help,
@@ -193,16 +156,12 @@ def add_out(
     required: bool = False,
     default: Any = None,
     type: Any = None,
-    deprecated: Sequence[str] = (),
 ) -> None:
     """``-o/--out`` into ``args.out``."""
     parser.add_argument(
         "-o",
         "--out",
-        *deprecated,
         dest="out",
-        action=_Option,
-        deprecated=deprecated,
         required=required,
         default=default,
         type=type,
@@ -272,18 +231,10 @@ def add_device(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_no_progress(parser: argparse.ArgumentParser, *, deprecated: Sequence[str] = ()) -> None:
+def add_no_progress(parser: argparse.ArgumentParser) -> None:
     """``--no-progress`` into ``args.no_progress``."""
     parser.add_argument(
-        "--no-progress",
-        *deprecated,
-        dest="no_progress",
-        action=_Option,
-        deprecated=deprecated,
-        nargs=0,
-        const=True,
-        default=False,
-        help="no progress bars",
+        "--no-progress", dest="no_progress", action="store_true", help="no progress bars"
     )
 
 
@@ -391,3 +342,33 @@ def apply_threads(threads: int | None) -> None:
     import torch
 
     torch.set_num_threads(threads)
+
+
+def add_training_options(parser: argparse.ArgumentParser) -> None:
+    """What ``train`` and ``lm-train`` both take: ``--set``, ``--no-resume``, ``--no-progress``,
+    ``--overwrite`` (the last three are ``run.resume``, ``run.progress`` and the run folder's
+    overwrite, see :func:`training_overrides`)."""
+    add_overrides(parser)
+    parser.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="start from scratch even if checkpoints exist (= --set run.resume=false)",
+    )
+    add_no_progress(parser)
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="with --no-resume: move an earlier run in run.output_dir aside into replaced-<time>/ "
+        "instead of refusing (nothing is deleted)",
+    )
+
+
+def training_overrides(args: argparse.Namespace) -> list[str]:
+    """``--set`` overrides of ``train`` / ``lm-train``, with ``--no-resume`` and
+    ``--no-progress`` as ``run.resume=false`` / ``run.progress=false``."""
+    overrides = list(args.overrides or [])
+    if args.no_resume:
+        overrides.append("run.resume=false")
+    if args.no_progress:
+        overrides.append("run.progress=false")
+    return overrides

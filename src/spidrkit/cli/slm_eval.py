@@ -53,7 +53,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model(
         src,
         help="tokenize the audio with this encoder (preset or checkpoint)",
-        deprecated=["--encoder"],
     )
     add_layers(parser, one=True, help="1-based encoder layer (with --model)")
     parser.add_argument("--kmeans", help="k-means model (spidrkit kmeans) for --model")

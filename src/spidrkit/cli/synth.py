@@ -61,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="rebuild into a temporary folder and compare every file",
     )
-    add_no_progress(parser, deprecated=["--quiet"])
+    add_no_progress(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import argparse
 
-from spidrkit.cli.options import add_no_progress, add_overrides, count
+from spidrkit.cli.options import add_training_options, count, training_overrides
 from spidrkit.errors import ConfigError
 
 HELP = "pretrain or adapt SpidR/DinoSR (single process, torchrun, or SLURM via submitit)"
@@ -43,14 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(official, spidrkit, .safetensors, fairseq DinoSR) or a model folder; the [model] "
         "section then comes from it, the optimizer and schedule start fresh",
     )
-    add_overrides(parser)
-    add_no_progress(parser)
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="with run.resume=false: move an earlier run in run.output_dir aside into "
-        "replaced-<time>/ instead of refusing (nothing is deleted)",
-    )
+    add_training_options(parser)
     slurm = parser.add_argument_group("SLURM (submitit)")
     slurm.add_argument(
         "--slurm", action="store_true", help="submit to SLURM instead of running here"
@@ -115,13 +108,13 @@ def run(args: argparse.Namespace) -> int:
     if args.slurm:
         from spidrkit.train.slurm import submit
 
-        if args.overwrite:
+        if args.overwrite or args.no_resume:
             raise ConfigError(
-                "--overwrite is not passed to SLURM jobs (a requeued job would move its own run "
-                "aside); move or delete the old run folder first"
+                "--overwrite and --no-resume are not passed to SLURM jobs (a requeued job resumes "
+                "its own run); move or delete the old run folder first"
             )
 
-        overrides = list(args.overrides or [])
+        overrides = training_overrides(args)
         if args.init is not None:
             overrides.append(f"run.init_checkpoint={json.dumps(str(args.init))}")
         job = submit(args.config, overrides, _slurm_options(args))
@@ -130,16 +123,14 @@ def run(args: argparse.Namespace) -> int:
 
     from spidrkit.train.config import load_train_config
     from spidrkit.train.distributed import cleanup
-    from spidrkit.train.loop import fit
+    from spidrkit.train.trainer import pretrain
 
-    overrides = list(args.overrides or [])
+    overrides = training_overrides(args)
     if args.init is not None:
         overrides.append(f"run.init_checkpoint={json.dumps(str(args.init))}")
-    if args.no_progress:
-        overrides.append("run.progress=false")
     cfg = load_train_config(args.config, overrides)
     try:
-        result = fit(cfg, overwrite=args.overwrite)
+        result = pretrain(cfg, overwrite=args.overwrite)
     finally:
         cleanup()
     if result.checkpoint is not None:

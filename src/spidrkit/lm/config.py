@@ -13,11 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from spidrkit.config import BIG, PROB, SEED, Range, count, from_dict, ranged, to_dict
+from spidrkit.config import BIG, PROB, Range, count, from_dict, ranged, to_dict
 from spidrkit.errors import ConfigError
 from spidrkit.lm.vocab import NUM_SPECIALS
-from spidrkit.train.config import OptimizerConfig
-from spidrkit.utils.precision import Precision
+from spidrkit.train.config import CommonRunConfig, OptimizerConfig
 
 
 @dataclass(frozen=True)
@@ -167,57 +166,28 @@ class LMValidationConfig:
 
 
 @dataclass(frozen=True)
-class LMRunConfig:
-    """Length of the run, precision, logging and checkpoints (pretraining's ``[run]`` names)."""
+class LMRunConfig(CommonRunConfig):
+    """``[run]``: the keys of pretraining's ``[run]`` that every training command has
+    (:class:`~spidrkit.train.config.CommonRunConfig`: output_dir, max_steps, seed, device,
+    precision, compile (CUDA only here), log_interval, save_interval, keep_last, resume, progress,
+    tensorboard, wandb_project, wandb_name) with the unit LM's defaults, and ``grad_accum``.
+    ``keep_last`` counts ``checkpoint_<step>.pt`` files; ``best.pt`` (the lowest validation loss)
+    is kept too."""
 
-    RANGES: ClassVar[dict[str, Range]] = {
-        "max_steps": count(1, BIG),
-        "grad_accum": count(1, 1 << 16),
-        "seed": SEED,
-        "log_interval": count(1, BIG),
-        "save_interval": count(1, BIG),
-        "keep_last": count(0, 1 << 20),
-    }
+    RANGES: ClassVar[dict[str, Range]] = {"grad_accum": count(1, 1 << 16)}
 
     output_dir: Path = Path("runs/lm")
     max_steps: int = 20000
+    log_interval: int = 50
+    save_interval: int = 1000
+    keep_last: int = 2
     grad_accum: int = 1
     """Micro-batches per optimizer step."""
-    precision: Precision = "auto"
-    """``auto``: bf16 autocast on CUDA devices that support it, fp32 elsewhere; ``fp32``,
-    ``bf16``, ``fp16`` (with a GradScaler), as in :mod:`spidrkit.utils.precision`."""
-    seed: int = 0
-    log_interval: int = 50
-    """Steps between metrics lines."""
-    save_interval: int = 1000
-    """Steps between checkpoints (one is always written at the end)."""
-    keep_last: int = 2
-    """Newest ``checkpoint_<step>.pt`` files kept (``best.pt``, the lowest validation loss, is kept too)."""
-    device: str = "auto"
-    """``auto`` (cuda if available), ``cpu``, ``cuda``, ``cuda:1``..."""
-    tensorboard: bool = True
-    """Write TensorBoard events when the ``tensorboard`` package is installed."""
-    compile: bool = False
-    """``torch.compile`` the model (CUDA only)."""
-
-    @ranged
-    def validate(self) -> list[str]:
-        return []
 
 
 @dataclass(frozen=True)
 class LMTrainConfig:
     """The whole ``spidrkit lm-train`` config: ``preset`` picks a size, ``[model]`` overrides it."""
-
-    RENAMED_KEYS: ClassVar[dict[str, str]] = {
-        "optim.schedule": "optimizer.scheduler",
-        "optim": "optimizer",
-        "optimizer.schedule": "optimizer.scheduler",
-        "run.log_every": "run.log_interval",
-        "run.save_every": "run.save_interval",
-        "run.valid_every": "validation.interval",
-    }
-    """Names before the training engine was shared with pretraining (accepted with a warning)."""
 
     preset: str = "opt_125m"
     """Name in :data:`LM_PRESETS`; keys in ``[model]`` override the preset's fields."""

@@ -1,12 +1,12 @@
-"""Training loop of the unit LM (``spidrkit lm-train``), on the pretraining engine.
+"""Training the unit LM (``spidrkit lm-train``): the :class:`LMTask` that pretraining's loop
+(:func:`spidrkit.train.fit.fit`) drives, and saving/loading the trained model.
 
-The model's optimizer steps run on :class:`spidrkit.train.engine.Engine`, as pretraining's do:
-precision and autocast, the DDP/compile wrap, AdamW and its schedule (:mod:`spidrkit.train.optim`,
-the ``[optimizer]`` section has pretraining's fields), checkpoints with every rank's RNG state, the
-world-size check on resume, and the run folder (:mod:`spidrkit.train.rundir`: lock, ``--overwrite``,
-SHA-256 beside checkpoints, ``metrics.jsonl`` truncated on resume). Loss: summed cross-entropy of every target
-token of a step (all micro-batches, all ranks) divided by their global count, so the gradient does
-not depend on how tokens are split over ranks and micro-batches.
+Everything around the step is pretraining's: the run folder, resume, logging, the cadence and
+checkpoints with every rank's RNG state (:mod:`spidrkit.train.fit`); precision, the DDP/compile
+wrap, AdamW and its schedule (:class:`spidrkit.train.engine.Engine`); the ``[run]``,
+``[optimizer]`` and ``[validation]`` keys. Loss: summed cross-entropy of every target token of a
+step (all micro-batches, all ranks) divided by their global count, so the gradient does not depend
+on how tokens are split over ranks and micro-batches.
 
 Files in ``run.output_dir``: ``checkpoint_<step>.pt`` (full state, the newest ``keep_last``),
 ``best.pt`` (weights + model config of the lowest validation loss), ``config.json``,
@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -41,14 +42,12 @@ from spidrkit.lm.vocab import PAD
 from spidrkit.train import checkpoint as ckpt
 from spidrkit.train import distributed as D
 from spidrkit.train.engine import Engine
-from spidrkit.train.monitor import MetricsLogger, format_postfix
+from spidrkit.train.fit import fit
 from spidrkit.train.optim import build_optimizer, build_scheduler
-from spidrkit.train.rundir import METRICS_NAME, run_folder, truncate_metrics
 from spidrkit.train.trainer import NonFiniteLossError
 from spidrkit.units.kmeans import KMeans
 from spidrkit.utils.files import atomic_write
 from spidrkit.utils.precision import autocast
-from spidrkit.utils.progress import progress
 
 log = logging.getLogger(__name__)
 BEST_NAME = "best.pt"
@@ -217,7 +216,7 @@ def _stream(
         epoch, index = epoch + 1, 0
 
 
-# ------------------------------------------------------------------------------------------- loop
+# ------------------------------------------------------------------------------------------- task
 
 
 def build_engine(cfg: LMTrainConfig, model: UnitLM, dist: D.DistInfo) -> Engine:
@@ -234,147 +233,184 @@ def build_engine(cfg: LMTrainConfig, model: UnitLM, dist: D.DistInfo) -> Engine:
     )
 
 
+class LMTask:
+    """The unit LM as a task of :func:`spidrkit.train.fit.fit`: the data, the model and its
+    :class:`~spidrkit.train.engine.Engine`, the step, validation (writing ``best.pt``) and what a
+    checkpoint holds (the position in the data and the best validation loss)."""
+
+    name = "lm-train"
+    progress_keys = ("loss", "ppl", "lr")
+
+    def __init__(self, cfg: LMTrainConfig, dist: D.DistInfo) -> None:
+        run = cfg.run
+        model_cfg = cfg.model_config()
+        if cfg.data.block_size > model_cfg.max_positions:
+            raise ConfigError(
+                f"data.block_size = {cfg.data.block_size} exceeds model.max_positions = "
+                f"{model_cfg.max_positions}"
+            )
+        self.cfg, self.dist = cfg, dist
+        self.checkpoint_dir = Path(run.output_dir)
+        torch.manual_seed(run.seed)
+        self.model_cfg, self.train_batches, self.valid_batches = build_datasets(cfg)
+        # config.json and the checkpoints record the number of units the data gave
+        model = {**cfg.model, "num_units": self.model_cfg.num_units}
+        self._config = to_dict(dataclasses.replace(cfg, model=model))
+        self.model = UnitLM(self.model_cfg)
+        self.engine = build_engine(cfg, self.model, dist)
+        self._wrapped: torch.nn.Module | None = None
+        self.step, self.epoch, self.index, self.best = 0, 0, 0, math.inf
+        """Optimizer steps, the position in the data (``index`` batches of ``epoch`` consumed)
+        and the lowest validation loss so far."""
+        self.grad_norm = math.nan
+        self._reset_window()
+        if dist.is_main:
+            log.info(
+                "unit LM: %d units, %.2fM parameters, %d train batches (%d tokens), "
+                "%d valid batches",
+                self.model_cfg.num_units,
+                self.model.num_parameters() / 1e6,
+                len(self.train_batches),
+                self.train_batches.num_tokens,
+                len(self.valid_batches),
+            )
+
+    def config(self) -> dict:
+        return self._config
+
+    def _reset_window(self) -> None:
+        self.window_loss, self.window_tokens = 0.0, 0
+        self.window_start = time.perf_counter()
+
+    def batches(self) -> Iterator[list[tuple[torch.Tensor, torch.Tensor]]]:
+        """Endless steps of ``run.grad_accum`` micro-batches each, from (epoch, index) on."""
+        d = self.cfg.data
+        stream = _stream(
+            self.train_batches, self.cfg.run.seed, self.dist, self.epoch, self.index, d.num_workers
+        )
+        self._reset_window()
+
+        def steps() -> Iterator[list[tuple[torch.Tensor, torch.Tensor]]]:
+            while True:
+                micro = [next(stream) for _ in range(self.cfg.run.grad_accum)]
+                self.epoch, self.index = micro[-1][0], micro[-1][1]
+                yield [batch for _, _, batch in micro]
+
+        return steps()
+
+    def train_step(self, micro: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """One optimizer step on the micro-batches of a step: summed cross-entropy of every target
+        token (all micro-batches, all ranks) divided by their global count."""
+        engine, dist = self.engine, self.dist
+        if self._wrapped is None:
+            self._wrapped = engine.wrap()
+        self.model.train()
+        local = sum(int((targets != PAD).sum()) for _, targets in micro)
+        total = D.all_reduce_sum(torch.tensor(float(local), device=dist.device)).item()
+        scale = dist.world_size / max(total, 1.0)  # DDP averages gradients over ranks
+        step_loss = 0.0
+        for k, (inputs, targets) in enumerate(micro):
+            inputs, targets = inputs.to(dist.device), targets.to(dist.device)
+            with engine.no_sync(sync=k == len(micro) - 1), engine.autocast():
+                logits = self._wrapped(inputs)
+                loss = torch.nn.functional.cross_entropy(
+                    logits.float().flatten(0, 1),
+                    targets.flatten(),
+                    ignore_index=PAD,
+                    reduction="sum",
+                )
+            engine.backward(loss * scale)
+            step_loss += loss.item()
+        if not math.isfinite(step_loss):  # before the update: no NaN reaches the weights
+            run = self.cfg.run
+            raise NonFiniteLossError(
+                f"step {self.step + 1}: the unit LM's training loss is {step_loss} (non-finite); "
+                f"nothing of this step was saved (last checkpoint: step "
+                f"{self.step - self.step % run.save_interval}); lower optimizer.lr or use "
+                "run.precision = 'fp32'"
+            )
+        self.grad_norm = engine.clip(list(self.model.parameters()), self.cfg.optimizer.clip_norm)
+        engine.step()
+        self.step += 1
+        self.window_loss += step_loss
+        self.window_tokens += local
+
+    def metrics(self) -> dict[str, float]:
+        """Loss (nats per token) and perplexity over the steps since the last call, all ranks."""
+        sums = D.reduce_scalars(
+            {"loss": self.window_loss, "tokens": self.window_tokens}, self.dist.device
+        )
+        train_loss = sums["loss"] / max(sums["tokens"], 1.0)
+        elapsed = time.perf_counter() - self.window_start
+        self._reset_window()
+        return {
+            "loss": train_loss,
+            "ppl": math.exp(min(train_loss, 50.0)),
+            "lr": float(self.engine.scheduler.get_last_lr()[0]),
+            "grad_norm": self.grad_norm,
+            "tokens_per_s": sums["tokens"] / max(elapsed, 1e-9),
+        }
+
+    def validate(self) -> dict[str, float]:
+        """Validation loss and perplexity; a new lowest loss writes ``best.pt``."""
+        loss, n = evaluate(self.model, self.valid_batches, self.dist, self.engine.precision)
+        if n and not math.isfinite(loss):
+            raise NonFiniteLossError(
+                f"step {self.step}: the unit LM's validation loss is {loss} "
+                "(non-finite); lower optimizer.lr or use run.precision = 'fp32'"
+            )
+        if loss < self.best:
+            self.best = loss
+            if self.dist.is_main:
+                extra = {"step": self.step, "valid_loss": loss}
+                save_lm(self.checkpoint_dir / BEST_NAME, self.model, extra)
+        return {"loss": loss, "ppl": math.exp(min(loss, 50.0))}
+
+    def state_dict(self) -> dict:
+        return self.engine.state_dict(  # collective: every rank's RNG state
+            step=self.step,
+            epoch=self.epoch,
+            sampler={"epoch": self.epoch, "index": self.index},
+            trainer={"best_valid_loss": self.best},
+            extra={"lm_config": dataclasses.asdict(self.model_cfg)},
+        )
+
+    def load_state_dict(self, state: dict, source: Any = "checkpoint") -> dict:
+        rng = self.engine.load_state_dict(state, source)
+        self.step = int(state["step"])
+        self.epoch, self.index = int(state["sampler"]["epoch"]), int(state["sampler"]["index"])
+        self.best = float(state["trainer"].get("best_valid_loss", math.inf))
+        return rng
+
+
 def train_lm(
-    cfg: LMTrainConfig, *, resume: bool = True, show_progress: bool = True, overwrite: bool = False
+    cfg: LMTrainConfig,
+    *,
+    overwrite: bool = False,
+    resume: bool | None = None,
+    show_progress: bool | None = None,
 ) -> LMTrainResult:
-    """Train (or resume) the unit LM described by ``cfg``; returns the final metrics.
+    """Train (or resume) the unit LM described by ``cfg`` (``spidrkit lm-train``):
+    :func:`~spidrkit.train.fit.fit` on an :class:`LMTask`; returns the final metrics.
 
-    Rank 0 holds the run folder's lock; with ``resume=False`` an earlier run in the folder is
-    refused, or moved aside when ``overwrite`` (:mod:`spidrkit.train.rundir`).
+    ``resume`` and ``show_progress``, when given, replace ``run.resume`` and ``run.progress``.
     """
-    dist = D.init_distributed(cfg.run.device)
-    with run_folder(cfg.run.output_dir, resume=resume, overwrite=overwrite, enabled=dist.is_main):
-        return _train_lm(cfg, dist, resume=resume, show_progress=show_progress)
-
-
-def _train_lm(
-    cfg: LMTrainConfig, dist: D.DistInfo, *, resume: bool, show_progress: bool
-) -> LMTrainResult:
     run = cfg.run
-    model_cfg = cfg.model_config()
-    if cfg.data.block_size > model_cfg.max_positions:
-        raise ConfigError(
-            f"data.block_size = {cfg.data.block_size} exceeds model.max_positions = "
-            f"{model_cfg.max_positions}"
-        )
-    out = Path(run.output_dir)
-    torch.manual_seed(run.seed)
-    model_cfg, train_batches, valid_batches = build_datasets(cfg)
-    # config.json and the checkpoints record the number of units the data gave
-    resolved = to_dict(
-        dataclasses.replace(cfg, model={**cfg.model, "num_units": model_cfg.num_units})
+    run = dataclasses.replace(
+        run,
+        resume=run.resume if resume is None else resume,
+        progress=run.progress if show_progress is None else show_progress,
     )
-    model = UnitLM(model_cfg)
-    engine = build_engine(cfg, model, dist)
-    step, epoch, index, best = 0, 0, 0, math.inf
-    found = Engine.latest(out) if resume else None
-    if found is not None:
-        latest, state = found
-        rng = engine.load_state_dict(state, latest)
-        step = int(state["step"])
-        epoch, index = int(state["sampler"]["epoch"]), int(state["sampler"]["index"])
-        best = float(state["trainer"].get("best_valid_loss", math.inf))
-        ckpt.restore_rng_state(rng)
-        log.info("resumed from %s at step %d", latest, step)
-    wrapped = engine.wrap()
-    if dist.is_main:
-        log.info(
-            "unit LM: %d units, %.2fM parameters, %d train batches (%d tokens), %d valid batches",
-            model_cfg.num_units,
-            model.num_parameters() / 1e6,
-            len(train_batches),
-            train_batches.num_tokens,
-            len(valid_batches),
-        )
-    if dist.is_main:
-        truncate_metrics(out / METRICS_NAME, step)
-    logger = MetricsLogger(out, enabled=dist.is_main, tensorboard=run.tensorboard, config=resolved)
-    stream = _stream(train_batches, run.seed, dist, epoch, index, cfg.data.num_workers)
-    bar = progress(
-        total=run.max_steps, initial=step, enabled=show_progress and dist.is_main, desc="lm-train"
-    )
-    window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
-    train_loss = valid_loss = float("nan")
-    model.train()
-    try:
-        while step < run.max_steps:
-            micro = [next(stream) for _ in range(run.grad_accum)]
-            epoch, index = micro[-1][0], micro[-1][1]
-            local = sum(int((b[1] != PAD).sum()) for _, _, b in micro)
-            total = D.all_reduce_sum(torch.tensor(float(local), device=dist.device)).item()
-            scale = dist.world_size / max(total, 1.0)  # DDP averages gradients over ranks
-            step_loss = 0.0
-            for k, (_, _, (inputs, targets)) in enumerate(micro):
-                inputs, targets = inputs.to(dist.device), targets.to(dist.device)
-                with engine.no_sync(sync=k == len(micro) - 1), engine.autocast():
-                    logits = wrapped(inputs)
-                    loss = torch.nn.functional.cross_entropy(
-                        logits.float().flatten(0, 1),
-                        targets.flatten(),
-                        ignore_index=PAD,
-                        reduction="sum",
-                    )
-                engine.backward(loss * scale)
-                step_loss += loss.item()
-            if not math.isfinite(step_loss):  # before the update: no NaN reaches the weights
-                raise NonFiniteLossError(
-                    f"step {step + 1}: the unit LM's training loss is {step_loss} (non-finite); "
-                    f"nothing of this step was saved (last checkpoint: step "
-                    f"{step - step % run.save_interval}); lower optimizer.lr or use "
-                    "run.precision = 'fp32'"
-                )
-            grad_norm = engine.clip(list(model.parameters()), cfg.optimizer.clip_norm)
-            engine.step()
-            step += 1
-            bar.update(1)
-            window_loss += step_loss
-            window_tokens += local
-            if step % run.log_interval == 0 or step == run.max_steps:
-                sums = D.reduce_scalars({"loss": window_loss, "tokens": window_tokens}, dist.device)
-                train_loss = sums["loss"] / max(sums["tokens"], 1.0)
-                elapsed = time.perf_counter() - window_start
-                metrics: dict[str, float] = {
-                    "loss": train_loss,
-                    "ppl": math.exp(min(train_loss, 50.0)),
-                    "lr": float(engine.scheduler.get_last_lr()[0]),
-                    "grad_norm": grad_norm,
-                    "tokens_per_s": sums["tokens"] / max(elapsed, 1e-9),
-                }
-                logger.log(step, metrics, "train")
-                bar.set_postfix(format_postfix({k: metrics[k] for k in ("loss", "ppl", "lr")}))
-                window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
-            interval = cfg.validation.interval
-            if (interval and step % interval == 0) or step == run.max_steps:
-                valid_loss, n_valid = evaluate(model, valid_batches, dist, engine.precision)
-                if n_valid and not math.isfinite(valid_loss):
-                    raise NonFiniteLossError(
-                        f"step {step}: the unit LM's validation loss is {valid_loss} "
-                        "(non-finite); lower optimizer.lr or use run.precision = 'fp32'"
-                    )
-                logger.log(
-                    step, {"loss": valid_loss, "ppl": math.exp(min(valid_loss, 50.0))}, "valid"
-                )
-                if valid_loss < best:
-                    best = valid_loss
-                    if dist.is_main:
-                        save_lm(out / BEST_NAME, model, {"step": step, "valid_loss": valid_loss})
-            if step % run.save_interval == 0 or step == run.max_steps:
-                state = engine.state_dict(  # collective: every rank's RNG state
-                    step=step,
-                    epoch=epoch,
-                    sampler={"epoch": epoch, "index": index},
-                    trainer={"best_valid_loss": best},
-                    extra={"lm_config": dataclasses.asdict(model_cfg)},
-                )
-                engine.save(out, state, keep_last=run.keep_last, config=resolved)
-    finally:
-        bar.close()
-        logger.close()
+    cfg = dataclasses.replace(cfg, run=run)
+    task = LMTask(cfg, D.init_distributed(run.device))
+    result = fit(task, overwrite=overwrite)
+    train_loss = result.last_metrics.get("loss", math.nan)
+    valid_loss = result.valid_metrics.get("loss", math.nan)
     return LMTrainResult(
-        step=step,
+        step=result.step,
         train_loss=train_loss,
         valid_loss=None if math.isnan(valid_loss) else valid_loss,
         valid_ppl=None if math.isnan(valid_loss) else math.exp(min(valid_loss, 50.0)),
-        best_valid_loss=None if math.isinf(best) else best,
-        output_dir=out,
+        best_valid_loss=None if math.isinf(task.best) else task.best,
+        output_dir=Path(run.output_dir),
     )

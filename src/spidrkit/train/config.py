@@ -48,21 +48,69 @@ def _typed(validate: Callable[[Any], list[str]]) -> Callable[[Any], list[str]]:
 
 
 @dataclass(frozen=True)
-class RunConfig:
-    """What to train, where to write it, and how to run it.
+class CommonRunConfig:
+    """The ``[run]`` keys of every training command (``spidrkit train`` and ``spidrkit lm-train``):
+    what :func:`spidrkit.train.fit.fit` reads. Each command's ``[run]`` adds its own keys and
+    defaults.
+
+    output_dir: the run folder: checkpoints, ``config.json``, ``metrics.jsonl`` and ``tb/``.
+    max_steps: optimizer steps to train for.
+    seed: seeds the model init, data order, crops, masks and dropout [0].
+    device: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N" [auto].
+    precision: autocast dtype: "fp32" (none), "bf16", "fp16" (with a GradScaler), "auto" (bf16 on
+        GPUs that support it, else fp32), as in :mod:`spidrkit.utils.precision`.
+    compile: wrap the model in torch.compile [False].
+    log_interval: steps between metrics lines and progress-bar updates.
+    save_interval: steps between checkpoints (one is always written at the end).
+    keep_last: checkpoints kept (older ones are deleted; 0 keeps all).
+    resume: continue from the newest complete checkpoint in ``output_dir`` if there is one; false
+        refuses an earlier run there (``--no-resume``; ``--overwrite`` moves it aside) [True].
+    progress: show a progress bar (``--no-progress``) [True].
+    tensorboard: write TensorBoard event files (needs the ``train`` extra) [True].
+    wandb_project / wandb_name: log to Weights & Biases too (needs the ``wandb`` extra) [off].
+    """
+
+    RANGES: ClassVar[dict[str, Range]] = {
+        "max_steps": count(1, BIG),
+        "seed": SEED,
+        "log_interval": count(1, BIG),
+        "save_interval": count(1, BIG),
+        "keep_last": count(0, 1 << 20),
+    }
+
+    output_dir: Path = Path("runs/run")
+    max_steps: int = 400_000
+    seed: int = 0
+    device: str = "auto"
+    precision: Precision = "auto"
+    compile: bool = False
+    log_interval: int = 100
+    save_interval: int = 10_000
+    keep_last: int = 3
+    resume: bool = True
+    progress: bool = True
+    tensorboard: bool = True
+    wandb_project: str | None = None
+    wandb_name: str | None = None
+
+    def _device_problems(self) -> list[str]:
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            return [f"device: {self.device!r} is not auto, cpu, cuda or cuda:N"]
+        return []
+
+    @_typed
+    @ranged
+    def validate(self) -> list[str]:
+        return self._device_problems()
+
+
+@dataclass(frozen=True)
+class RunConfig(CommonRunConfig):
+    """What to pretrain, where to write it, and how to run it: the :class:`CommonRunConfig` keys
+    (official defaults: output_dir [runs/spidr], max_steps [400_000], precision [bf16],
+    log_interval [100], save_interval [10_000], keep_last [3]) and:
 
     model_type: "spidr" or "dinosr" (selects the ``[model]`` fields) [spidr].
-    output_dir: checkpoints (``checkpoints/``), ``config.json``, ``metrics.jsonl`` and ``tb/`` go here.
-    max_steps: optimizer steps to train for [400_000].
-    seed: seeds the model init, data order, crops and masks [0].
-    device: "auto" (CUDA when available), "cpu" or "cuda" [auto].
-    precision: autocast dtype: "fp32" (none), "bf16" (official), "fp16" (with a GradScaler), "auto"
-        (bf16 on GPUs that support it, else fp32), as in :mod:`spidrkit.utils.precision` [bf16].
-    compile: wrap the model in torch.compile [False].
-    log_interval: steps between metrics lines and progress-bar updates [100].
-    save_interval: steps between checkpoints (one is always written at the end) [10_000].
-    keep_last: checkpoints kept (older ones are deleted; 0 keeps all) [3].
-    resume: continue from the newest complete checkpoint in ``output_dir`` if there is one [True].
     init_checkpoint: start from a pretrained model (continued pretraining, adaptation): a preset
         with published weights (``spidr_base``, ...), an official/spidrkit checkpoint, a model
         folder, a ``.safetensors`` file or a fairseq DinoSR checkpoint. The ``[model]`` section then
@@ -76,20 +124,12 @@ class RunConfig:
     init_kmeans_seconds: audio sampled for ``init_codebooks = "kmeans"`` [600].
     freeze_extractor: never train the feature extractor and its projection [False].
     freeze_layers: never train the first N student encoder layers [0].
-    tensorboard: write TensorBoard event files (needs the ``train`` extra) [True].
-    wandb_project / wandb_name: log to Weights & Biases too (needs the ``wandb`` extra) [off].
     max_nonfinite_steps: stop with an error after this many non-finite losses in a row [20].
     collapse_min_active: warn when a codebook used fewer than this fraction of its codewords
         between two logs [0.1]; collapse_min_target_ppl: warn below this target perplexity [2.0].
-    progress: show a progress bar [True].
     """
 
     RANGES: ClassVar[dict[str, Range]] = {
-        "max_steps": count(1, BIG),
-        "seed": SEED,
-        "log_interval": count(1, BIG),
-        "save_interval": count(1, BIG),
-        "keep_last": count(0, 1 << 20),
         "max_nonfinite_steps": count(1, 1 << 20),
         "collapse_min_active": UNIT,
         "collapse_min_target_ppl": Range(0.0, float(1 << 20)),
@@ -97,37 +137,23 @@ class RunConfig:
         "freeze_layers": count(0, 1 << 10),
     }
 
-    model_type: Literal["spidr", "dinosr"] = "spidr"
-    output_dir: str = "runs/spidr"
-    max_steps: int = 400_000
-    seed: int = 0
-    device: str = "auto"
+    output_dir: Path = Path("runs/spidr")
     precision: Precision = "bf16"
-    compile: bool = False
-    log_interval: int = 100
-    save_interval: int = 10_000
-    keep_last: int = 3
-    resume: bool = True
+    model_type: Literal["spidr", "dinosr"] = "spidr"
     init_checkpoint: str | None = None
     init_teacher: Literal["checkpoint", "student"] = "checkpoint"
     init_codebooks: Literal["checkpoint", "kmeans"] = "checkpoint"
     init_kmeans_seconds: float = 600.0
     freeze_extractor: bool = False
     freeze_layers: int = 0
-    tensorboard: bool = True
-    wandb_project: str | None = None
-    wandb_name: str | None = None
     max_nonfinite_steps: int = 20
     collapse_min_active: float = 0.1
     collapse_min_target_ppl: float = 2.0
-    progress: bool = True
 
     @_typed
     @ranged
     def validate(self) -> list[str]:
-        errors = []
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            errors.append(f"device: {self.device!r} is not auto, cpu, cuda or cuda:N")
+        errors = self._device_problems()
         if self.init_checkpoint == "":
             errors.append(
                 "init_checkpoint: empty: this config starts from a pretrained model; give it with "
@@ -237,11 +263,11 @@ class TrainConfig(_Sections):
 
     @property
     def output_dir(self) -> Path:
-        return Path(self.run.output_dir)
+        return self.run.output_dir
 
     @property
     def checkpoint_dir(self) -> Path:
-        return Path(self.run.output_dir) / "checkpoints"
+        return self.run.output_dir / "checkpoints"
 
     def to_dict(self) -> dict[str, Any]:
         out = to_dict(self)

@@ -3,7 +3,7 @@
 ``submit(config_path, overrides, SlurmOptions(nodes=2, gpus_per_node=8, partition="gpu"))`` queues
 one job of ``nodes * gpus_per_node`` tasks, one process per GPU. Each task exports the torchrun-style
 environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``) with
-submitit's ``TorchDistributedEnvironment`` and runs :func:`spidrkit.train.loop.fit`, so the training
+submitit's ``TorchDistributedEnvironment`` and runs :func:`spidrkit.train.trainer.pretrain`, so the training
 code is the same as under ``torchrun``. On preemption or time-out submitit calls
 :meth:`TrainJob.checkpoint`, which requeues the same job; the new allocation resumes from the newest
 complete checkpoint in ``run.output_dir`` (work since that checkpoint is redone, bit for bit).
@@ -19,7 +19,7 @@ from typing import Any
 from spidrkit.errors import ConfigError
 from spidrkit.train.config import load_train_config
 from spidrkit.train.distributed import cleanup
-from spidrkit.train.loop import fit
+from spidrkit.train.trainer import pretrain
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class TrainJob:
 
         cfg = load_train_config(self.config_path, self.overrides)
         try:
-            result = fit(cfg)
+            result = pretrain(cfg)
         finally:
             cleanup()
         return result.step

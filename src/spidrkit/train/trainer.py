@@ -1,33 +1,42 @@
-"""The SpidR/DinoSR pretraining engine: one :class:`Trainer`, small testable pieces.
+"""Pretraining SpidR or DinoSR: the :class:`Trainer` task that :func:`spidrkit.train.fit.fit`
+drives (``spidrkit train``), and :func:`pretrain`, the two put together.
 
-``Trainer(cfg).fit()`` runs the whole recipe; the pieces are public so tests and benchmarks can drive
-them: :meth:`Trainer.train_step` (one optimizer step on one batch), :meth:`Trainer.evaluate`
-(held-out loss), :meth:`Trainer.save` / :meth:`Trainer.resume` (exact checkpoints).
+The trainer builds the batches (:func:`make_train_loader`), takes one optimizer step
+(:meth:`Trainer.train_step`), validates (:func:`validate_all`) and says what a checkpoint holds
+(:meth:`Trainer.state_dict`); resume, logging, the cadence and checkpoint files are
+:mod:`spidrkit.train.fit`'s. A step, as in the official recipe (docs/training.md, "What a step does"),
+reads top to bottom in :meth:`Trainer.train_step`:
 
-A step, as in the official recipe (docs/training.md, "What a step does"):
 1. ``per_frame_loss, monitors = model(waveforms, mask_indices=..., attention_mask=...)`` under
    autocast; the forward updates the codebooks (one all-reduce inside the model);
 2. loss = ``per_frame_loss.sum() / masked frames over all ranks``; DDP averages gradients over
    ranks, so each rank back-propagates ``world_size`` times that, and the gradient is exactly the
    gradient of the global batch;
 3. a non-finite loss (on any rank) skips the step: codebook buffers are restored, nothing is
-   updated, the step is counted, and ``run.max_nonfinite_steps`` of them in a row stop the run;
-4. gradient clipping, AdamW, LR schedule, then ``model.update_ema(step)`` (the teacher).
+   updated, and ``run.max_nonfinite_steps`` of them in a row stop the run;
+4. gradient clipping, AdamW, LR schedule (:class:`~spidrkit.train.engine.Engine`: fp16 scaling,
+   DDP), then ``model.update_ema(step)`` (the teacher).
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import functools
 import logging
 import math
-import os
-import signal
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from spidrkit.errors import SpidrkitError
+from spidrkit.audio.io import SAMPLE_RATE
+from spidrkit.data import conv_num_frames, make_dataloader
+from spidrkit.errors import ConfigError, SpidrkitError
 from spidrkit.models import build_model
 from spidrkit.train import adapt
 from spidrkit.train import checkpoint as ckpt
@@ -35,13 +44,11 @@ from spidrkit.train import distributed as dist_utils
 from spidrkit.train.config import TrainConfig
 from spidrkit.train.distributed import DistInfo
 from spidrkit.train.engine import Engine
+from spidrkit.train.fit import FitResult, fit
+from spidrkit.train.monitor import CodebookMonitor
 from spidrkit.train.optim import build_optimizer, build_scheduler, sync_trainable
 
 log = logging.getLogger(__name__)
-
-KILL_ENV = "SPIDRKIT_TEST_KILL"
-"""Test hook: ``save:N`` SIGKILLs this process while writing the checkpoint of step N (file written,
-not yet renamed); ``step:N`` SIGKILLs it right after optimizer step N."""
 
 
 class NonFiniteLossError(SpidrkitError):
@@ -70,16 +77,164 @@ def _rank_seed(seed: int, rank: int) -> int:
     return seed + 1_000_003 * rank
 
 
-def _kill_point() -> tuple[str, int] | None:
-    raw = os.environ.get(KILL_ENV)
-    if not raw:
-        return None
-    kind, _, step = raw.partition(":")
-    return kind, int(step)
+# ------------------------------------------------------------------------------------------- data
+
+
+def _frames_fn(cfg: TrainConfig) -> Any:
+    """Samples -> encoder frames for the configured extractor (ints or numpy arrays)."""
+    layers = tuple((k, s) for _, k, s in cfg.model.extractor_conv_layer_config)
+    return functools.partial(conv_num_frames, conv_layers=layers)
+
+
+def make_train_loader(cfg: TrainConfig, dist: DistInfo) -> Any:
+    """This rank's training DataLoader; ``loader.sampler`` (a BucketBatchSampler) has ``set_epoch``."""
+    return make_dataloader(
+        list(cfg.data.train_manifests),
+        cfg.data,
+        cfg.masking,
+        seed=cfg.run.seed,
+        rank=dist.rank,
+        world_size=dist.world_size,
+        frames_fn=_frames_fn(cfg),
+        targets=list(cfg.data.target_manifests) or None,
+    )
+
+
+def make_valid_loader(cfg: TrainConfig, dist: DistInfo, manifest: str) -> Any:
+    """A deterministic held-out loader: the same batches, crops and masks at every validation."""
+    return make_dataloader(
+        [manifest],
+        dataclasses.replace(cfg.data, shuffle=False),
+        cfg.masking,
+        seed=cfg.validation.seed,
+        rank=dist.rank,
+        world_size=dist.world_size,
+        frames_fn=_frames_fn(cfg),
+    )
+
+
+@contextlib.contextmanager
+def preserve_rng() -> Iterator[None]:
+    """Run a block (validation) without disturbing any RNG the training run depends on."""
+    state = ckpt.capture_rng_state()
+    try:
+        yield
+    finally:
+        ckpt.restore_rng_state(state)
+
+
+# ------------------------------------------------------------------------------------- validation
+
+
+@torch.no_grad()
+def evaluate(trainer: Trainer, loader: Any, max_batches: int | None = None) -> dict[str, float]:
+    """Held-out masked-prediction loss and perplexities (eval mode: no dropout, no codebook update).
+
+    Returns ``{"loss", "target_ppl", "pred_ppl", "masked_frames"}``; loss is the sum of per-frame
+    losses over all ranks divided by the masked frames over all ranks; perplexities are averaged
+    over batches weighted by masked frames.
+    """
+    model = trainer.model
+    was_training = model.training
+    model.eval()
+    totals = torch.zeros(4, dtype=torch.float64, device=trainer.device)
+    try:
+        for i, batch in enumerate(loader):
+            if max_batches is not None and i >= max_batches:
+                break
+            am = batch.attention_mask
+            with trainer.engine.autocast():
+                per_frame, monitors = model(
+                    batch.waveforms.to(trainer.device),
+                    mask_indices=batch.mask_indices.to(trainer.device),
+                    attention_mask=None if am is None else am.to(trainer.device),
+                )
+            n = float(per_frame.numel())
+            totals += torch.tensor(
+                [
+                    float(per_frame.float().sum()),
+                    n,
+                    float(monitors["target_ppl"]) * n,
+                    float(monitors["pred_ppl"]) * n,
+                ],
+                dtype=torch.float64,
+                device=trainer.device,
+            )
+    finally:
+        model.train(was_training)
+    dist_utils.all_reduce_sum(totals)
+    loss, n, tppl, pppl = totals.tolist()
+    n = max(n, 1.0)
+    return {"loss": loss / n, "target_ppl": tppl / n, "pred_ppl": pppl / n, "masked_frames": n}
+
+
+def validate_all(trainer: Trainer) -> dict[str, float]:
+    """Evaluate every ``data.valid_manifests`` entry; keys are ``<manifest stem>/<metric>``."""
+    out: dict[str, float] = {}
+    with preserve_rng():
+        for manifest in trainer.cfg.data.valid_manifests:
+            loader = make_valid_loader(trainer.cfg, trainer.dist, manifest)
+            metrics = evaluate(trainer, loader, trainer.cfg.validation.max_batches)
+            name = Path(manifest).stem
+            out.update({f"{name}/{k}": v for k, v in metrics.items()})
+    return out
+
+
+# ---------------------------------------------------------------------------------------- metrics
+
+
+class _Window:
+    """Running sums of the steps between two log lines (this rank), reduced over ranks when
+    logged."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.loss = self.tppl = self.pppl = self.gnorm = 0.0
+        self.codebook_ppl: list[float] = []
+        self.steps = 0
+        self.samples = 0
+        self.lr = 0.0
+        self.start = time.perf_counter()
+
+    def add(self, r: StepResult) -> None:
+        self.samples += r.samples
+        self.lr = r.lr
+        if r.skipped:
+            return
+        self.loss += r.loss
+        self.tppl += r.target_ppl
+        self.pppl += r.pred_ppl
+        self.gnorm += r.grad_norm
+        if len(self.codebook_ppl) != len(r.codebook_ppl):
+            self.codebook_ppl = [0.0] * len(r.codebook_ppl)
+        for i, p in enumerate(r.codebook_ppl):
+            self.codebook_ppl[i] += p
+        self.steps += 1
+
+    def metrics(self, device: torch.device) -> dict[str, float]:
+        n = max(self.steps, 1)
+        sums = dist_utils.reduce_scalars({"loss": self.loss / n}, device, op="sum")
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        return {
+            "loss": sums["loss"],  # each rank's share of the global loss: the sum is the loss
+            "target_ppl": self.tppl / n,
+            "pred_ppl": self.pppl / n,
+            "grad_norm": self.gnorm / n,
+            "audio_s_per_s": self.samples / SAMPLE_RATE / elapsed,
+            **{f"target_ppl_{i}": p / n for i, p in enumerate(self.codebook_ppl)},
+            "lr": self.lr,
+        }
+
+
+# ------------------------------------------------------------------------------------------ task
 
 
 class Trainer:
-    """Pretrain a SpidR or DinoSR model as configured by a :class:`TrainConfig`.
+    """Pretraining of a SpidR or DinoSR model as configured by a :class:`TrainConfig`: the task
+    that :func:`spidrkit.train.fit.fit` drives (:func:`pretrain`). Tests and benchmarks also call
+    :meth:`train_step` directly.
 
     Args:
         cfg: the resolved config.
@@ -139,6 +294,19 @@ class Trainer:
         self._sync_trainable()
         # different dropout on each rank, reproducible per (seed, rank)
         torch.manual_seed(_rank_seed(cfg.run.seed, self.dist.rank))
+        self.window = _Window()
+        self.collapse = self._collapse_monitor()
+
+    name = "train"
+    progress_keys = ("loss", "target_ppl", "pred_ppl", "lr", "audio_s_per_s")
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.cfg.checkpoint_dir
+
+    def _collapse_monitor(self) -> CodebookMonitor:
+        run = self.cfg.run
+        return CodebookMonitor(self.model, run.collapse_min_active, run.collapse_min_target_ppl)
 
     @property
     def model(self) -> nn.Module:
@@ -219,7 +387,7 @@ class Trainer:
         update_ema = getattr(self.model, "update_ema", None)
         if callable(update_ema):
             update_ema(self.step)
-        return StepResult(
+        result = StepResult(
             loss=local_loss / self.dist.world_size,
             target_ppl=float(monitors["target_ppl"]),
             pred_ppl=float(monitors["pred_ppl"]),
@@ -232,6 +400,8 @@ class Trainer:
                 for i in range(sum(k.startswith("target_ppl_") for k in monitors))
             ),
         )
+        self.window.add(result)
+        return result
 
     def _skip(
         self, buffers: dict[str, torch.Tensor], lr: float, masked: int, samples: int, what: str
@@ -258,7 +428,48 @@ class Trainer:
                 "from an earlier checkpoint"
             )
         nan = float("nan")
-        return StepResult(nan, nan, nan, nan, lr, masked, samples, skipped=True)
+        result = StepResult(nan, nan, nan, nan, lr, masked, samples, skipped=True)
+        self.window.add(result)
+        return result
+
+    # -- what fit calls around the step ----------------------------------------------------------
+
+    def config(self) -> dict[str, Any]:
+        return self.cfg.to_dict()
+
+    def batches(self) -> Iterator[Any]:
+        """Endless training batches from (``epoch``, ``batches_in_epoch``) on. This epoch's
+        DataLoader iterator is created now (it draws its base seed from the RNG), later epochs'
+        when reached."""
+        loader = make_train_loader(self.cfg, self.dist)
+        loader.sampler.set_epoch(self.epoch, self.batches_in_epoch)
+        epoch = iter(loader)
+        self.window.reset()
+
+        def endless() -> Iterator[Any]:
+            nonlocal epoch
+            while True:
+                for batch in epoch:
+                    self.batches_in_epoch += 1
+                    yield batch
+                self.epoch += 1
+                self.batches_in_epoch = 0
+                loader.sampler.set_epoch(self.epoch, 0)
+                epoch = iter(loader)
+
+        return endless()
+
+    def metrics(self) -> dict[str, float]:
+        """Means over the steps since the last call (loss over all ranks), learning rate,
+        non-finite steps so far and the active codewords (:class:`CodebookMonitor`)."""
+        metrics = self.window.metrics(self.device)
+        metrics["nonfinite_steps"] = float(self.nonfinite_total)
+        metrics.update(self.collapse.update(self.step, metrics["target_ppl"]))
+        self.window.reset()
+        return metrics
+
+    def validate(self) -> dict[str, float] | None:
+        return validate_all(self) if self.cfg.data.valid_manifests else None
 
     # -- checkpoints ------------------------------------------------------------------------------
 
@@ -285,25 +496,9 @@ class Trainer:
             extra=meta,
         )
 
-    def save(self) -> None:
-        """Write ``checkpoints/checkpoint_<step>.pt`` and ``config.json`` (rank 0; all ranks call)."""
-        state = self.state_dict()  # collective (RNG gather): every rank takes part
-        hook = None
-        if _kill_point() == ("save", self.step):
-
-            def hook() -> None:
-                os.kill(os.getpid(), signal.SIGKILL)
-
-        self.engine.save(
-            self.cfg.checkpoint_dir,
-            state,
-            keep_last=self.cfg.run.keep_last,
-            config=self.cfg.to_dict(),
-            before_replace=hook,
-        )
-
     def load_state_dict(self, state: dict[str, Any], source: Any = "checkpoint") -> dict[str, Any]:
-        """Restore everything but the RNG; returns this rank's RNG state (see :meth:`resume`)."""
+        """Restore everything but the RNG; returns this rank's RNG state (restored by
+        :func:`~spidrkit.train.fit.fit` once the data iterator exists)."""
         rng = self.engine.load_state_dict(state, source)
         self.step = int(state["step"])
         self._sync_trainable()
@@ -315,21 +510,19 @@ class Trainer:
         self.nonfinite_in_a_row = int(trainer.get("nonfinite_in_a_row", 0))
         if isinstance(state.get("init"), dict):
             self.init_record = state["init"]
+        self.collapse = self._collapse_monitor()  # codewords used from the restored counts on
         return rng
 
-    def resume(self) -> dict[str, Any] | None:
-        """Load the newest complete checkpoint of the run, if any; returns this rank's RNG state,
-        to be restored (:func:`restore_rng_state`) once the data iterator exists."""
-        found = self.engine.latest(self.cfg.checkpoint_dir)
-        if found is None:
-            return None
-        path, state = found
-        rng = self.load_state_dict(state, path)
-        log.info(
-            "resumed from %s (step %d, epoch %d, batch %d)",
-            path,
-            self.step,
-            self.epoch,
-            self.batches_in_epoch,
-        )
-        return rng
+
+def pretrain(
+    cfg: TrainConfig, dist: DistInfo | None = None, *, overwrite: bool = False
+) -> FitResult:
+    """Pretrain as ``cfg`` says (``spidrkit train``): :func:`~spidrkit.train.fit.fit` on a
+    :class:`Trainer`; returns a :class:`~spidrkit.train.fit.FitResult`."""
+    if not cfg.data.train_manifests:
+        raise ConfigError("data.train_manifests is empty: --set data.train_manifests=PATH.csv")
+    trainer = Trainer(cfg, dist)
+    result = fit(trainer, overwrite=overwrite)
+    result.nonfinite_steps = trainer.nonfinite_total
+    result.collapse_warnings = trainer.collapse.warnings
+    return result
