@@ -22,7 +22,7 @@ from spidrkit.cli.options import (
     add_no_progress,
     add_out,
     add_source_arguments,
-    build_source,
+    build_encoder,
     count,
 )
 from spidrkit.errors import ConfigError
@@ -76,11 +76,11 @@ def _subset(n: int, max_files: int | None, seed: int) -> list[int]:
 
 def run(args: argparse.Namespace) -> int:
     from spidrkit.audio.io import SAMPLE_RATE
-    from spidrkit.units.extract import iter_features, list_audio
+    from spidrkit.units.extract import list_audio, run_corpus
     from spidrkit.units.files import list_features, load_features
     from spidrkit.units.kmeans import KMeansConfig, fit_kmeans, sample_frames
     from spidrkit.utils.device import resolve_device
-    from spidrkit.utils.provenance import features_folder_source, source_identity
+    from spidrkit.utils.provenance import features_folder_source
 
     device = resolve_device(args.device)
     show = not args.no_progress
@@ -105,22 +105,19 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("give the layer to cluster with --layer (e.g. --layer 6)")
         items = list_audio(args.audio, show_progress=show)
         items = [items[i] for i in _subset(len(items), args.max_files, args.seed)]
-        source = build_source(args, [layer] if layer is not None else None, device)
+        encoder = build_encoder(args, [layer] if layer is not None else None, device)
+        (key,) = encoder.check_layers([layer] if layer is not None else None)
         bar = progress(
             total=round(sum(it.num_samples for it in items) / SAMPLE_RATE, 2),
             desc="extract",
             unit="s",
             enabled=show,
         )
-        feats = iter_features(
-            source,
-            items,
-            max_batch_seconds=args.batch_seconds,
-            max_batch_items=args.batch_items,
-            on_batch=bar.update,
+        before_residual = not args.after_residual
+        feats = run_corpus(
+            encoder, items, layers=[key], before_residual=before_residual, on_batch=bar.update
         )
-        key = source.layers[0]
-        identity = source_identity(source)
+        identity = encoder.identity(before_residual=before_residual)
         stream = (f[key] for _, f in feats)
         source_desc = f"{args.audio} ({args.model or args.baseline})"
     frames, seen = sample_frames(stream, args.max_frames, seed=args.seed)

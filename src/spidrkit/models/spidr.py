@@ -9,6 +9,8 @@ from __future__ import annotations
 import abc
 import copy
 import math
+from collections.abc import Sequence
+from typing import overload
 
 import torch
 import torch.distributed as dist
@@ -26,6 +28,7 @@ from spidrkit.models.components import (
     total_stride,
 )
 from spidrkit.models.config import DinoSRConfig, SpidRConfig
+from spidrkit.models.inference import layer_features
 
 Monitors = dict[str, Tensor]
 
@@ -60,9 +63,16 @@ def _perplexity(probs: Tensor) -> Tensor:
 
 
 class _SelfDistillationModel(nn.Module, abc.ABC):
-    """Shared body of SpidR and DinoSR. Inputs are standardised 16 kHz waveforms [batch, samples]."""
+    """Shared body of SpidR and DinoSR. Inputs are standardised 16 kHz waveforms [batch, samples].
+
+    Both implement :class:`spidrkit.api.FrameEncoder` (``layer_range``, ``dim``, ``batchable``,
+    ``num_frames``, ``layer_features``), the protocol :class:`spidrkit.api.Encoder` runs.
+    """
 
     config: SpidRConfig | DinoSRConfig
+    heads_read_own_layer: bool
+    """SpidR: head k reads the student layer whose codes it predicts; DinoSR: the last layer."""
+    batchable = True  # padding never leaks: inference masks it and runs group norm item by item
 
     def __init__(self, cfg: SpidRConfig | DinoSRConfig) -> None:
         super().__init__()
@@ -122,9 +132,39 @@ class _SelfDistillationModel(nn.Module, abc.ABC):
         n, k = self.config.encoder_num_layers, self.config.num_codebooks
         return list(range(n - k, n))
 
+    @overload
+    def num_frames(self, num_samples: int) -> int: ...
+
+    @overload
+    def num_frames(self, num_samples: Tensor) -> Tensor: ...
+
     def num_frames(self, num_samples: int | Tensor) -> int | Tensor:
         """Frames produced for ``num_samples`` input samples."""
         return num_frames(num_samples, self.config.extractor_conv_layer_config)
+
+    @property
+    def layer_range(self) -> range:
+        """The 1-based Transformer layers whose features can be read."""
+        return range(1, self.config.encoder_num_layers + 1)
+
+    @property
+    def dim(self) -> int:
+        """Feature dimension of every layer."""
+        return self.config.encoder_embed_dim
+
+    def layer_features(
+        self,
+        wavs: Sequence[Tensor],
+        layers: Sequence[int],
+        *,
+        before_residual: bool = True,
+        precision: str = "fp32",
+    ) -> dict[int, Tensor]:
+        """Raw 16 kHz waveforms -> ``{layer: [batch, frames, dim]}`` (padded; see
+        :func:`spidrkit.models.inference.layer_features`)."""
+        return layer_features(
+            self, wavs, layers, before_residual=before_residual, precision=precision
+        )[0]
 
     def train(self, mode: bool = True) -> _SelfDistillationModel:
         super().train(mode)
@@ -372,6 +412,8 @@ class _SelfDistillationModel(nn.Module, abc.ABC):
 class SpidR(_SelfDistillationModel):
     """SpidR (Poli et al. 2025): head k predicts codebook k from the same student layer."""
 
+    heads_read_own_layer = True
+
     def __init__(self, cfg: SpidRConfig | None = None) -> None:
         super().__init__(cfg or SpidRConfig())
 
@@ -395,6 +437,8 @@ class SpidR(_SelfDistillationModel):
 
 class DinoSR(_SelfDistillationModel):
     """DinoSR (Liu et al. 2023): all K heads read the student's final output."""
+
+    heads_read_own_layer = False
 
     def __init__(self, cfg: DinoSRConfig | None = None) -> None:
         super().__init__(cfg or DinoSRConfig())

@@ -1,4 +1,8 @@
-"""Features of a SpidR/DinoSR checkpoint for ABX, computed in memory from audio (no feature files)."""
+"""Features of a SpidR/DinoSR checkpoint for ABX, computed in memory from audio (no feature files).
+
+The features come from :meth:`spidrkit.api.Encoder.stream`, the path ``spidrkit extract`` takes, so
+``abx --model`` scores exactly the features ``spidrkit extract`` would write.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,9 @@ from pathlib import Path
 
 import torch
 
+from spidrkit.api import Encoder
 from spidrkit.audio import load_audio
-from spidrkit.audio.io import AUDIO_EXTENSIONS, SAMPLE_RATE
+from spidrkit.audio.io import AUDIO_EXTENSIONS, audio_info
 from spidrkit.data.manifest import read_manifest
 from spidrkit.errors import DataError
 from spidrkit.utils.progress import progress
@@ -40,31 +45,32 @@ def find_audio(fileids: Sequence[str], root: str | Path | None = None, manifest=
 
 
 def model_features(
-    encoder,
+    encoder: Encoder,
     audio: Mapping[str, str | Path],
     layers: Sequence[int],
-    batch_files: int = 8,
     dtype: torch.dtype = torch.float16,
     show_progress: bool = True,
 ) -> dict[int, dict[str, torch.Tensor]]:
-    """``{layer: {fileid: [T, D]}}`` from ``encoder.features`` (a :func:`spidrkit.load` encoder).
+    """``{layer: {fileid: [T, D]}}`` from ``encoder`` (a :func:`spidrkit.load` encoder), in the
+    length-sorted batches of :meth:`~spidrkit.api.Encoder.stream` (lengths read from the headers).
 
     Features are kept on the CPU in ``dtype`` (float16 halves the memory of many layers; ABX
     distances are computed in float32).
     """
     out: dict[int, dict[str, torch.Tensor]] = {layer: {} for layer in layers}
-    fileids = sorted(audio)
+    lengths = {f: audio_info(p, name=str(p)).num_samples() for f, p in audio.items()}
+    fileids = sorted(audio, key=lambda f: (-lengths[f], f))
     bar = progress(total=len(fileids), desc="features", enabled=show_progress)
-    for k in range(0, len(fileids), batch_files):
-        chunk = fileids[k : k + batch_files]
-        wavs = [torch.from_numpy(load_audio(audio[f], name=str(audio[f]))) for f in chunk]
-        feats = encoder.features(wavs, sample_rate=SAMPLE_RATE, layers=list(layers))
-        for fid, per_layer in zip(chunk, feats, strict=True):
-            for layer in layers:
-                x = check_finite_features(
-                    per_layer[layer].detach(), f"{audio[fid]} (layer {layer})"
-                )
-                out[layer][fid] = x.to("cpu", dtype)
-        bar.update(len(chunk))
+    stream = encoder.stream(
+        fileids,
+        lambda f: torch.from_numpy(load_audio(audio[f], name=str(audio[f]))),
+        [lengths[f] for f in fileids],
+        layers=layers,
+    )
+    for fid, per_layer in stream:
+        for layer in layers:
+            x = check_finite_features(per_layer[layer], f"{audio[fid]} (layer {layer})")
+            out[layer][fid] = x.to("cpu", dtype)
+        bar.update(1)
     bar.close()
     return out
