@@ -10,7 +10,7 @@ import abc
 import copy
 import math
 from collections.abc import Sequence
-from typing import overload
+from typing import cast, overload
 
 import torch
 import torch.distributed as dist
@@ -70,6 +70,8 @@ class _SelfDistillationModel(nn.Module, abc.ABC):
     """
 
     config: SpidRConfig | DinoSRConfig
+    current_step: Tensor
+    warmup_codebook: Codebook
     heads_read_own_layer: bool
     """SpidR: head k reads the student layer whose codes it predicts; DinoSR: the last layer."""
     batchable = True  # padding never leaks: inference masks it and runs group norm item by item
@@ -125,6 +127,10 @@ class _SelfDistillationModel(nn.Module, abc.ABC):
         self.teacher.eval()
 
     # -- structure -------------------------------------------------------------------------------
+
+    def codebook_modules(self) -> list[Codebook]:
+        """The online codebooks, one per head (``codebooks``, typed)."""
+        return [cast(Codebook, cb) for cb in self.codebooks]
 
     @property
     def codebook_layers(self) -> list[int]:
@@ -259,7 +265,7 @@ class _SelfDistillationModel(nn.Module, abc.ABC):
                 _instance_norm(teacher_results[i])[rows, mask_indices].reshape(-1, d)
                 for i in self.codebook_layers
             ]
-            codes = [cb.assign(tgt) for cb, tgt in zip(self.codebooks, targets)]
+            codes = [cb.assign(tgt) for cb, tgt in zip(self.codebook_modules(), targets)]
             warm_all = self._warmup_targets(
                 waveforms if target_waveforms is None else target_waveforms, t
             )
@@ -298,7 +304,7 @@ class _SelfDistillationModel(nn.Module, abc.ABC):
                 each_ppl.mean() if warm is None else _perplexity(F.one_hot(warm[1], v).float())
             )
             pred_ppl = torch.stack([_perplexity(lp.exp()) for lp in log_probs]).mean()
-            books = list(self.codebooks)
+            books = self.codebook_modules()
             stats = [cb.statistics(tgt, c) for cb, tgt, c in zip(books, targets, codes)]
             if warm is not None:
                 books.append(self.warmup_codebook)
@@ -382,7 +388,8 @@ class _SelfDistillationModel(nn.Module, abc.ABC):
             return decay
         excluded = tuple(self.config.ema_exclude_layers)
         student = dict(self.student.named_parameters())
-        averaged_t, averaged_s = [], []
+        averaged_t: list[Tensor] = []
+        averaged_s: list[Tensor] = []
         for name, p_t in self.teacher.named_parameters():
             p_s = student[name].detach()
             if name.split(".")[0] in excluded:
