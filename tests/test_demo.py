@@ -24,3 +24,7 @@ def test_quick_demo_runs_every_stage(tmp_path) -> None:
     kinds = {task["kind"] for task in summary["slm"]["results"]}
     assert kinds == {"lexical", "syntactic", "storycloze"}
     assert (tmp_path / "eval" / "slm" / "scores.json").is_file()
+    refs = summary["slm_references"]
+    assert {t["kind"] for t in refs["MFCC units"]["results"]} == kinds
+    assert [t["kind"] for t in refs["gold phones"]["results"]] == ["lexical"]
+    assert "gold phones" in (tmp_path / "report.html").read_text()

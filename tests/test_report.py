@@ -179,3 +179,22 @@ def test_difficulty_table_within_and_across(tmp_path, across_error, verdict):
     across = page.split("across speaker: <b>SpidR</b>")[1].split("<br>")[0].split("</p>")[0]
     assert verdict in across
     assert "best ABX error %" in page
+
+
+def test_lm_references_sit_beside_the_run_units(tmp_path):
+    _fake_run(tmp_path, collapsed=False)
+    refs = {
+        "MFCC units": {"results": [{"name": "lexical/dev", "accuracy": 0.52, "num_pairs": 40}]},
+        "gold phones": {"results": [{"name": "lexical/dev", "accuracy": 0.93, "num_pairs": 40}]},
+    }
+    (tmp_path / "summary.json").write_text(json.dumps({"slm_references": refs}))
+    # a reference LM's own scores.json is not taken for the run's
+    (tmp_path / "references" / "slm_mfcc").mkdir(parents=True)
+    (tmp_path / "references" / "slm_mfcc" / "scores.json").write_text(
+        json.dumps(refs["MFCC units"])
+    )
+    assert find_run_files(tmp_path).slm_scores == tmp_path / "eval" / "slm" / "scores.json"
+    page = write_report(tmp_path).read_text()
+    row = re.search(r"<tr><td>lexical/dev</td>(.*?)</tr>", page).group(1)
+    assert re.findall(r"<td>([^<]*)</td>", row) == ["40", "61.0", "52.0", "93.0"]
+    assert "<th>MFCC units</th><th>gold phones</th>" in page

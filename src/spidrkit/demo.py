@@ -17,6 +17,7 @@ from typing import Any
 
 from spidrkit.config import dump_toml
 from spidrkit.errors import SpidrkitError
+from spidrkit.report import REFERENCES
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +50,19 @@ class DemoPlan:
     target_view: bool = True
     """When the corpus has a clean view of train (realistic presets), the teacher and the warm-up
     targets read it while the students read the recorded audio."""
+    lm_preset: str = "lm_tiny"
+    lm_lr: float = 3e-3
+    lm_baselines: bool = False
+    """Also train the same unit LM on k-means units of MFCC (the baseline) and on the corpus's gold
+    phones (the topline) and score them on the same tasks."""
 
 
 PLANS = {
     "demo": DemoPlan(),
+    # at most 45 min on 2 cores: 4x the pretraining, a larger unit LM, its baseline and topline
+    "full": DemoPlan(
+        train_steps=4800, lm_preset="lm_small", lm_lr=1e-3, lm_steps=1000, lm_baselines=True
+    ),
     "quick": DemoPlan(
         corpus_preset="tiny",
         train_steps=40,
@@ -60,6 +70,7 @@ PLANS = {
         codebook_size=16,
         kmeans_k=16,
         lm_steps=60,
+        lm_baselines=True,
     ),
 }
 
@@ -72,6 +83,8 @@ class DemoResult:
     checkpoint: Path
     abx: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)
     """{"SpidR" | "untrained" | "MFCC": {"within" | "across": {layer: error}}} (MFCC: layer 0)."""
+    slm_references: dict[str, Any] = field(default_factory=dict)
+    """The same LM's scores on MFCC units and on gold phones ({"MFCC units" | "gold phones": ...})."""
     best_layer: int = 0
     unit_quality: dict[str, float] = field(default_factory=dict)
     slm: dict[str, Any] = field(default_factory=dict)
@@ -144,10 +157,12 @@ def pretrain_config(plan: DemoPlan, corpus: Path, out: Path) -> dict[str, Any]:
     }
 
 
-def _lm_config(plan: DemoPlan, units: Path, out: Path) -> dict[str, Any]:
+def _lm_config(
+    plan: DemoPlan, units: Path, out: Path, num_units: int | None = None
+) -> dict[str, Any]:
     return {
-        "preset": "lm_tiny",
-        "model": {"num_units": plan.kmeans_k, "max_positions": 1024},
+        "preset": plan.lm_preset,
+        "model": {"num_units": num_units or plan.kmeans_k, "max_positions": 1024},
         "data": {
             "train": str(units),
             "valid_fraction": 0.05,
@@ -156,7 +171,7 @@ def _lm_config(plan: DemoPlan, units: Path, out: Path) -> dict[str, Any]:
             "max_tokens": 4096,
         },
         "optimizer": {
-            "lr": 3e-3,
+            "lr": plan.lm_lr,
             "warmup_steps": max(plan.lm_steps // 10, 1),
             "weight_decay": 0.0,
         },
@@ -422,6 +437,10 @@ def run_demo(
         ],
     )
 
+    references = {}
+    if plan.lm_baselines:
+        references = _lm_references(plan, corpus, out, run, quiet)
+
     quality = json.loads(q_json.read_text())
     metrics = quality.get("metrics", quality)
     result = DemoResult(
@@ -431,13 +450,71 @@ def run_demo(
         best_layer=best,
         unit_quality={k: v for k, v in metrics.items() if isinstance(v, (int, float))},
         slm=json.loads((slm_dir / "scores.json").read_text()),
+        slm_references=references,
         seconds=run.seconds,
         seed=plan.seed,
     )
     result.training = _training_health(train_dir / "metrics.jsonl", plan.codebook_size)
     _write_summary(result)
-    run("8. HTML report", ["report", str(out)])
+    run("9. HTML report", ["report", str(out)])
     return result
+
+
+_TASKS = (("lexical", "--lexical"), ("syntactic", "--syntactic"), ("storycloze", "--tsc"))
+
+
+def _lm_references(
+    plan: DemoPlan, corpus: Path, out: Path, run: _Runner, quiet: list[str]
+) -> dict[str, Any]:
+    """The demo's unit LM trained and scored on MFCC k-means units (the baseline: what the
+    encoder must beat) and on gold phones (the topline: perfect phone units, lexical task only)."""
+    from spidrkit.units.gold import write_gold_phone_units, write_gold_task_units
+
+    ref = out / REFERENCES
+    ref.mkdir(parents=True, exist_ok=True)
+    mfcc = ["--baseline", "mfcc", "--cmvn"]  # 20 ms frames, the encoder's rate
+    km = ref / f"kmeans_mfcc_{plan.kmeans_k}.pt"
+    run(
+        "8a. MFCC units: k-means (the baseline)",
+        ["kmeans", "--audio", str(corpus / "train" / "manifest.csv"), *mfcc]
+        + ["-k", str(plan.kmeans_k), "--seed", str(plan.seed), "--out", str(km)]
+        + quiet,
+        done=km,
+    )
+    sources = {"train": corpus / "train" / "manifest.csv"}
+    sources.update({task: corpus / task / "dev" for task, _ in _TASKS})
+    units = {name: ref / f"mfcc_units_{name}.jsonl" for name in sources}
+    for name, src in sources.items():
+        run(
+            f"8b. MFCC units ({name})",
+            ["units", str(src), *mfcc, "--kmeans", str(km), "--name", "fileid"]
+            + ["--out", str(units[name])]
+            + quiet,
+            done=units[name],
+        )
+    gold_train, gold_lex = ref / "gold_units_train.jsonl", ref / "gold_units_lexical.jsonl"
+    print("\n[8c. gold phone units (the topline): spidrkit.units.gold]", flush=True)
+    vocab = write_gold_phone_units(corpus / "train" / "phones.jsonl", gold_train)
+    write_gold_task_units(corpus / "lexical" / "dev", gold_lex, vocab)
+
+    scores = {}
+    for label, train_units, num_units, task_units, tasks in (
+        ("MFCC units", units["train"], plan.kmeans_k, [units[t] for t, _ in _TASKS], _TASKS),
+        ("gold phones", gold_train, len(vocab), [gold_lex], _TASKS[:1]),
+    ):
+        tag = "mfcc" if label.startswith("MFCC") else "gold"
+        lm_toml, lm_dir = out / "configs" / f"lm_{tag}.toml", ref / f"lm_{tag}"
+        lm_toml.write_text(dump_toml(_lm_config(plan, train_units, lm_dir, num_units)))
+        run(f"8d. unit LM on {label}", ["lm-train", str(lm_toml)] + quiet)
+        slm_dir = ref / f"slm_{tag}"
+        args = ["slm-eval", "--lm", str(lm_dir)]
+        for path in task_units:
+            args += ["--units", str(path)]
+        for task, flag in tasks:
+            args += [flag, str(corpus / task / "dev")]
+        run(f"8e. spoken-LM scores of the LM on {label}", args + ["--out", str(slm_dir)] + quiet)
+        scores[label] = json.loads((slm_dir / "scores.json").read_text())
+    return scores
 
 
 def _check_corpus_matches(corpus: Path, plan: DemoPlan) -> None:
@@ -547,6 +624,12 @@ def _write_summary(r: DemoResult) -> None:
         lines.append(f"| {task['name']} | {task['num_pairs']} | {100 * task['accuracy']:.1f} |")
         for key, acc in task.get("by", {}).items():
             lines.append(f"| {task['name']} {key} | | {100 * acc:.1f} |")
+    for label, ref in r.slm_references.items():
+        for task in ref.get("results", []):
+            lines.append(
+                f"| {task['name']}, same LM on {label} | {task['num_pairs']} | "
+                f"{100 * task['accuracy']:.1f} |"
+            )
     lines += ["", "Seconds per stage:", ""]
     lines += [f"- {k}: {v:.1f}" for k, v in r.seconds.items()]
     (r.out / "summary.md").write_text("\n".join(lines) + "\n")
@@ -560,6 +643,7 @@ def _write_summary(r: DemoResult) -> None:
                 "best_layer": r.best_layer,
                 "unit_quality": r.unit_quality,
                 "slm": r.slm,
+                "slm_references": r.slm_references,
                 "seconds": r.seconds,
             },
             indent=2,

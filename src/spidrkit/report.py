@@ -73,6 +73,10 @@ def _kind(path: Path) -> str:
     return ""
 
 
+REFERENCES = "references"
+"""The folder of a demo run that holds the LM baseline and topline (not the run's own results)."""
+
+
 def find_run_files(root: str | Path) -> RunFiles:
     """Locate the files a report is made of (see the module docstring)."""
     root = Path(root)
@@ -86,6 +90,8 @@ def find_run_files(root: str | Path) -> RunFiles:
     if found.metrics is None:
         found.metrics = next(iter(sorted(root.rglob("metrics.jsonl"))), None)
     for path in _json_files(root):
+        if REFERENCES in path.relative_to(root).parts[:-1]:
+            continue  # the demo's reference LMs: read through summary.json's slm_references
         kind = _kind(path)
         if kind == "abx":
             found.abx.append(path)
@@ -347,6 +353,20 @@ def _is_trained(label: str) -> bool:
     return not any(word in low for word in refs)
 
 
+def _slm_compare(rows: list[dict[str, Any]], references: dict[str, Any]) -> str:
+    """Accuracy % per task: the run's units beside the same LM on reference units (MFCC k-means
+    units: the baseline to beat; gold phones: the topline)."""
+    pairs = {r["name"]: r["num_pairs"] for r in rows}
+    columns = {"the model's units": {r["name"]: r["accuracy"] for r in rows}}
+    for label, scores in references.items():
+        columns[label] = {r["name"]: r["accuracy"] for r in scores.get("results", [])}
+    body = [
+        [name, n] + [f"{100 * col[name]:.1f}" if name in col else "" for col in columns.values()]
+        for name, n in pairs.items()
+    ]
+    return _table(["spoken-LM task, accuracy % (chance 50)", "pairs", *columns], body)
+
+
 def render_report(files: RunFiles) -> str:
     """The HTML page (a string) for the files found by :func:`find_run_files`."""
     parts = [f"<h1>spidrkit run report</h1><p class=note>{html.escape(str(files.root))}</p>"]
@@ -380,8 +400,13 @@ def render_report(files: RunFiles) -> str:
             _table(["unit quality", "value"], [[k, f"{v:.4g}"] for k, v in q.metrics().items()])
         )
     slm_rows: list[dict[str, Any]] = []
+    references = summary.get("slm_references") or {}
     if files.slm_scores:
         slm_rows = json.loads(files.slm_scores.read_text()).get("results", [])
+    if slm_rows and references:
+        parts.append("<h3>Spoken LM: the model's units, MFCC units, gold phones</h3>")
+        parts.append(_slm_compare(slm_rows, references))
+    elif slm_rows:
         parts.append(
             _table(
                 ["spoken-LM task", "pairs", "accuracy %", "chance %"],

@@ -6,6 +6,7 @@ sWUGGY/sBLIMP/tSC. Each stage prints the `spidrkit` command it runs; run it agai
 Examples:
     spidrkit demo --out runs/demo              # ~2 h corpus; see docs/demo.md for timings
     spidrkit demo --plan quick --out runs/quick    # tiny corpus, a couple of minutes
+    spidrkit demo --plan full --out runs/full      # longer: beside the LM, MFCC units and gold phones
     spidrkit demo --seed 1 --out runs/demo-s1      # another pretraining seed
     chromium runs/demo/report.html                 # the run's report (also: spidrkit report DIR)
 """
@@ -23,9 +24,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_out(parser, default="runs/demo", help="output folder (default runs/demo)")
     parser.add_argument(
         "--plan",
-        choices=["demo", "quick"],
+        choices=["demo", "full", "quick"],
         default="demo",
-        help="demo: 2 h corpus; quick: tiny corpus, for a first look",
+        help="demo: 2 h corpus, 1200 pretraining steps; full: 4800 steps, a larger unit LM with "
+        "its MFCC-unit baseline and gold-phone topline (about 45 min on 2 cores); quick: tiny "
+        "corpus, for a first look",
     )
     parser.add_argument("--train-steps", type=count(1), help="override the pretraining steps")
     parser.add_argument(
