@@ -13,8 +13,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import re
 
 from spidrkit.cli.options import (
@@ -78,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from spidrkit.audio.io import SAMPLE_RATE
     from spidrkit.units.extract import list_audio, run_corpus
     from spidrkit.units.files import list_features, load_features
-    from spidrkit.units.kmeans import KMeansConfig, fit_kmeans, sample_frames
+    from spidrkit.units.kmeans import KMeansConfig, kmeans_of_frames
     from spidrkit.utils.device import resolve_device
     from spidrkit.utils.provenance import features_folder_source
 
@@ -120,10 +118,6 @@ def run(args: argparse.Namespace) -> int:
         identity = encoder.identity(before_residual=before_residual)
         stream = (f[key] for _, f in feats)
         source_desc = f"{args.audio} ({args.model or args.baseline})"
-    frames, seen = sample_frames(stream, args.max_frames, seed=args.seed)
-    logging.getLogger("spidrkit.kmeans").info(
-        "sampled %d of %d frames (dim %d)", frames.shape[0], seen, frames.shape[1]
-    )
     config = KMeansConfig(
         k=args.k,
         batch_size=args.batch_size,
@@ -131,22 +125,19 @@ def run(args: argparse.Namespace) -> int:
         patience=args.patience,
         seed=args.seed,
     )
-    km = fit_kmeans(
-        frames,
+    km = kmeans_of_frames(
+        stream,
         config,
+        max_frames=args.max_frames,
+        layer=layer,
+        source=source_desc,
+        identity=identity,
         device=device,
         progress=show,
-        meta={
-            "layer": layer,
-            "source": source_desc,
-            "frames_seen": seen,
-            # what made the features: `units` refuses this k-means on another model or layer
-            "source_id": json.dumps(identity, sort_keys=True) if identity is not None else None,
-        },
     )
     km.save(args.out)
     print(
         f"k-means k={km.k} dim={km.dim} layer={layer}: inertia/frame "
-        f"{km.meta['inertia_per_frame']:.4f} on {frames.shape[0]} frames -> {args.out}"
+        f"{km.meta['inertia_per_frame']:.4f} on {km.meta['num_frames']} frames -> {args.out}"
     )
     return 0

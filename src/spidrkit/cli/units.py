@@ -50,12 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spidrkit.audio.io import SAMPLE_RATE
-    from spidrkit.models.inference import check_head_layers
-    from spidrkit.units.extract import list_audio, run_corpus
-    from spidrkit.units.files import Units, list_features, load_features, write_units
+    from spidrkit.units.extract import list_audio
+    from spidrkit.units.files import list_features, load_features, write_units
     from spidrkit.units.kmeans import KMeans
-    from spidrkit.units.units import check_kmeans, units_from_features
+    from spidrkit.units.units import units_from_features, units_of_audio
     from spidrkit.utils.device import resolve_device
     from spidrkit.utils.provenance import features_folder_source
 
@@ -91,28 +89,16 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("baselines have no codebooks: give --kmeans")
         encoder = build_encoder(args, [args.layer] if args.layer is not None else None, device)
         (layer,) = encoder.check_layers([args.layer] if args.layer is not None else None)
-        before_residual = not args.after_residual
-        if kmeans is not None:
-            kmeans.check_source(encoder.identity(before_residual=before_residual), layer)
-            check_kmeans(encoder, layer, kmeans)
-            outputs = run_corpus(encoder, items, layers=[layer], before_residual=before_residual)
-        else:
-            check_head_layers(encoder.unit_layers(), [layer])
-            outputs = run_corpus(encoder, items, units=[layer])
-        bar = progress(
-            total=round(sum(it.num_samples for it in items) / SAMPLE_RATE, 2),
-            desc="units",
-            unit="s",
-            enabled=show,
+        records = units_of_audio(
+            encoder,
+            items,
+            layer,
+            kmeans,
+            before_residual=not args.after_residual,
+            deduplicate=dedup,
+            name=args.name,
+            show_progress=show,
         )
-        by_id = {}
-        for item, out in outputs:
-            name = item.fileid if args.name == "fileid" else item.path
-            frames = out[layer] if kmeans is None else kmeans.predict(out[layer].to(device))
-            by_id[item.fileid] = Units.from_frames(name, frames.cpu(), dedup)
-            bar.update(item.num_samples / SAMPLE_RATE)
-        bar.close()
-        records = [by_id[it.fileid] for it in items]  # input order
     n = write_units(records, args.out, txt=args.txt)
     print(f"{n} utterances -> {args.out}" + (f" and {args.txt}" if args.txt else ""))
     return 0

@@ -28,8 +28,10 @@ from spidrkit.api import Encoder, FrameEncoder, Waveforms, load
 from spidrkit.audio.io import SAMPLE_RATE
 from spidrkit.errors import ConfigError
 from spidrkit.models.inference import check_head_layers
+from spidrkit.units.extract import AudioItem, run_corpus
 from spidrkit.units.files import Units, dedup
 from spidrkit.units.kmeans import KMeans
+from spidrkit.utils.progress import progress
 
 
 def check_kmeans(encoder: Encoder, layer: int, kmeans: KMeans) -> None:
@@ -122,6 +124,46 @@ class Tokenizer:
         """Paths or 1-D waveforms -> list of int64 unit tensors (repeats merged if ``dedup``)."""
         frames = self.frames(inputs, sample_rate)
         return [dedup(u)[0] if self.dedup else u for u in frames]
+
+
+def units_of_audio(
+    encoder: Encoder,
+    items: Sequence[AudioItem],
+    layer: int,
+    kmeans: KMeans | None = None,
+    *,
+    before_residual: bool = True,
+    deduplicate: bool = True,
+    name: str = "path",
+    show_progress: bool = False,
+) -> list[Units]:
+    """``spidrkit units`` on audio: units of ``layer`` for every item, in input order (``audio`` =
+    the item's path, or its fileid with ``name="fileid"``): the nearest ``kmeans`` centroid of each
+    frame, or, without k-means, the argmax of the model's codebook head for that layer."""
+    (layer,) = encoder.check_layers([layer])
+    if kmeans is None:
+        check_head_layers(encoder.unit_layers(), [layer])
+        outputs = run_corpus(encoder, items, units=[layer])
+    else:
+        kmeans.check_source(encoder.identity(before_residual=before_residual), layer)
+        check_kmeans(encoder, layer, kmeans)
+        outputs = run_corpus(encoder, items, layers=[layer], before_residual=before_residual)
+    bar = progress(
+        total=round(sum(it.num_samples for it in items) / SAMPLE_RATE, 2),
+        desc="units",
+        unit="s",
+        enabled=show_progress,
+    )
+    by_id = {}
+    for item, out in outputs:
+        frames = out[layer]
+        if kmeans is not None:
+            frames = kmeans.predict(frames.to(kmeans.centroids.device))
+        label = item.fileid if name == "fileid" else item.path
+        by_id[item.fileid] = Units.from_frames(label, frames.cpu(), deduplicate)
+        bar.update(item.num_samples / SAMPLE_RATE)
+    bar.close()
+    return [by_id[it.fileid] for it in items]
 
 
 def units_from_features(

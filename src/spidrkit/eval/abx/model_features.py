@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -16,6 +17,9 @@ from spidrkit.audio import load_audio
 from spidrkit.audio.io import AUDIO_EXTENSIONS, audio_info
 from spidrkit.data.manifest import read_manifest
 from spidrkit.errors import DataError
+from spidrkit.eval.abx.api import compute_abx_modes
+from spidrkit.eval.abx.items import Items
+from spidrkit.eval.abx.result import ABXConfig, ABXResult
 from spidrkit.utils.progress import progress
 from spidrkit.utils.textfiles import check_finite_features
 
@@ -74,3 +78,35 @@ def model_features(
         bar.update(1)
     bar.close()
     return out
+
+
+def model_abx(
+    items: Items,
+    encoder: Encoder,
+    audio: Mapping[str, str | Path],
+    layers: Sequence[int],
+    config: ABXConfig,
+    *,
+    label: str,
+    speakers: tuple[Literal["within", "across"], ...] = ("within",),
+    contexts: tuple[Literal["within", "any"], ...] = ("within",),
+    device: torch.device | str = "cpu",
+    show_progress: bool = True,
+) -> list[ABXResult]:
+    """``spidrkit abx --model``: the ABX results of every layer of ``encoder`` (features of the
+    ``audio`` of each item file id, computed in memory by :func:`model_features`), every mode."""
+    feats = model_features(encoder, audio, layers, show_progress=show_progress)
+    results: list[ABXResult] = []
+    for layer in layers:
+        results += compute_abx_modes(
+            items,
+            feats.pop(layer),
+            config,
+            speakers=speakers,
+            contexts=contexts,
+            label=label,
+            layer=layer,
+            device=device,
+            show_progress=show_progress,
+        )
+    return results
