@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spidrkit.audio.spectral import MFCCFrames
+from spidrkit.errors import ConfigError
 from spidrkit.models.codebook import Codebook
 from spidrkit.models.components import (
     Encoder,
@@ -473,8 +474,6 @@ def build_model(model_type: str, cfg: SpidRConfig | DinoSRConfig | None = None) 
         return DinoSR(
             cfg if cfg is None or isinstance(cfg, DinoSRConfig) else _convert(cfg, DinoSRConfig)
         )
-    from spidrkit.errors import ConfigError
-
     raise ConfigError(f"model type {model_type!r}: expected 'spidr' or 'dinosr'")
 
 

@@ -25,6 +25,7 @@ import torch
 
 from spidrkit.config import BIG, PROB, SEED, Range, count, field_problems
 from spidrkit.errors import CheckpointError, ConfigError, DataError
+from spidrkit.models.checkpoint import read_torch_file
 from spidrkit.utils.files import atomic_write
 from spidrkit.utils.progress import progress as bar
 from spidrkit.utils.provenance import differences
@@ -162,8 +163,6 @@ class KMeans:
             raise CheckpointError(
                 f"k-means file {path} does not exist; train it with spidrkit kmeans"
             )
-        from spidrkit.models.checkpoint import read_torch_file
-
         try:
             obj = read_torch_file(path)  # verified against its .sha256, weights only
         except CheckpointError as exc:
