@@ -1,7 +1,8 @@
 """Extraction throughput (audio-seconds per second) of the base-size model: layer 6 vs all 12.
 
 Random weights (the speed does not depend on them), synthetic audio, the same batching code as
-`spidrkit extract` (length-sorted padded batches through ``EncoderFeatures``), no disk I/O.
+`spidrkit extract` (length-sorted padded batches through ``spidrkit.api.Encoder.stream``), no disk
+I/O.
 
     .venv/bin/python bench/extract.py                      # CPU, 8 utterances of 4-12 s
     .venv/bin/python bench/extract.py --device cuda --utterances 64 --repeats 5
@@ -15,28 +16,48 @@ import time
 
 import torch
 
-from spidrkit.models import SpidRConfig, build_model
+from spidrkit.api import Encoder
+from spidrkit.audio import standardize
+from spidrkit.models import SpidR, SpidRConfig, build_model
+from spidrkit.models.inference import pad_waveforms
 from spidrkit.units.baselines import SpectralFeatures
-from spidrkit.units.extract import AudioItem, EncoderFeatures, make_batches, run_batch
 
 
-class FrontEnd(EncoderFeatures):
-    """Only the conv feature extractor + projection: the fixed cost under every layer."""
+class FrontEnd:
+    """Only the conv feature extractor + projection of ``model`` (the fixed cost under every
+    layer), as a frame encoder with one layer."""
 
-    @torch.no_grad()
-    def __call__(self, wavs: list[torch.Tensor]) -> dict[int, torch.Tensor]:
-        x, _ = self.prepare(wavs)
-        return {self.layers[0]: self.model.features(x)}
+    batchable = True
+    layer_range = range(1, 2)
+
+    def __init__(self, model: SpidR) -> None:
+        self.model = model
+        self.dim = model.dim
+
+    def num_frames(self, num_samples: int) -> int:
+        return self.model.num_frames(num_samples)
+
+    def to(self, device: torch.device) -> FrontEnd:
+        self.model.to(device)
+        return self
+
+    @torch.inference_mode()
+    def layer_features(self, wavs, layers, *, before_residual=True, precision="fp32"):
+        device = next(self.model.parameters()).device
+        x, _ = pad_waveforms([standardize(w) for w in wavs], device)
+        return {1: self.model.features(x)}
 
 
-def one_pass(source, batches, by_id, device: torch.device) -> float:
+def one_pass(encoder: Encoder, layers: list[int], wavs: list[torch.Tensor]) -> float:
     """Wall time of one pass over every batch."""
-    if device.type == "cuda":
+    if encoder.device.type == "cuda":
         torch.cuda.synchronize()
     t0 = time.perf_counter()
-    for b in batches:
-        run_batch(source, b, [by_id[it.fileid] for it in b])
-    if device.type == "cuda":
+    for _ in encoder.stream(
+        range(len(wavs)), wavs.__getitem__, [len(w) for w in wavs], layers=layers
+    ):
+        pass
+    if encoder.device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - t0
 
@@ -58,33 +79,28 @@ def main() -> None:
     n = args.utterances
     secs = torch.linspace(args.min_seconds, args.max_seconds, n)
     wavs = [torch.randn(int(s * 16000), generator=g) * 0.1 for s in secs]
-    items = sorted(
-        (AudioItem(f"u{i}", "", w.shape[0]) for i, w in enumerate(wavs)),
-        key=lambda it: -it.num_samples,
-    )
-    wavs = [wavs[int(it.fileid[1:])] for it in items]
+    wavs.sort(key=lambda w: -w.shape[0])
     audio_s = sum(w.shape[0] for w in wavs) / 16000
 
     torch.manual_seed(0)
-    model = build_model("spidr", SpidRConfig()).eval().to(device)
+    model = build_model("spidr", SpidRConfig()).eval()
+    caps = {"max_batch_samples": int(args.batch_seconds * 16000), "max_batch_items": 64}
+    spidr = Encoder(model, device, **caps)
     sources = [
-        ("SpidR base, layer 6", EncoderFeatures(model, [6])),
-        ("SpidR base, layers 1-12", EncoderFeatures(model, list(range(1, 13)))),
-        ("SpidR base, layer 12", EncoderFeatures(model, [12])),
-        ("front end only", FrontEnd(model, [1])),
-        ("MFCC (39-d, 20 ms)", SpectralFeatures("mfcc").to(device)),
+        ("SpidR base, layer 6", spidr, [6]),
+        ("SpidR base, layers 1-12", spidr, list(range(1, 13))),
+        ("SpidR base, layer 12", spidr, [12]),
+        ("front end only", Encoder(FrontEnd(model), device, **caps), [1]),
+        ("MFCC (39-d, 20 ms)", Encoder(SpectralFeatures("mfcc"), device, **caps), [0]),
     ]
-    by_id = {it.fileid: w for it, w in zip(items, wavs, strict=True)}
-    cap = int(args.batch_seconds * 16000)
-    best = {name: float("inf") for name, _ in sources}
-    for _, source in sources:
-        run_batch(source, items[-1:], wavs[-1:])  # warm-up
+    best = {name: float("inf") for name, _, _ in sources}
+    for _, encoder, layers in sources:
+        encoder.features(wavs[-1], layers=layers)  # warm-up
     # interleaved repeats, best of each: fair under a noisy shared machine
     for _ in range(args.repeats):
-        for name, source in sources:
-            batches = make_batches(items, max_samples=cap, max_items=64, batchable=source.batchable)
-            best[name] = min(best[name], one_pass(source, batches, by_id, device))
-    rows = [(name, best[name], audio_s / best[name]) for name, _ in sources]
+        for name, encoder, layers in sources:
+            best[name] = min(best[name], one_pass(encoder, layers, wavs))
+    rows = [(name, best[name], audio_s / best[name]) for name, _, _ in sources]
     base = rows[1][2]
     print(
         f"torch {torch.__version__}, {device}, threads {torch.get_num_threads()}, "

@@ -50,6 +50,7 @@ sys.path.insert(0, str(HERE))
 
 from abx import gaussian_items  # noqa: E402
 
+from spidrkit.api import Encoder  # noqa: E402
 from spidrkit.eval.abx import ABXConfig, Items, compute_abx  # noqa: E402
 from spidrkit.lm.config import LM_PRESETS  # noqa: E402
 from spidrkit.lm.model import UnitLM  # noqa: E402
@@ -57,7 +58,6 @@ from spidrkit.models import build_model  # noqa: E402
 from spidrkit.train.config import load_train_config  # noqa: E402
 from spidrkit.train.distributed import DistInfo  # noqa: E402
 from spidrkit.train.trainer import Trainer  # noqa: E402
-from spidrkit.units.extract import AudioItem, EncoderFeatures, make_batches, run_batch  # noqa: E402
 
 # Dense peak TFLOP/s (bf16 tensor cores, and fp32 without TF32) by device-name substring.
 PEAK_TFLOPS = {
@@ -169,8 +169,8 @@ def check_parity(device: torch.device, sizes: Sizes) -> list[Row]:
     old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     try:
-        want = EncoderFeatures(ref, [1, layer])(wavs)
-        got = EncoderFeatures(dut, [1, layer])([w.to(device) for w in wavs])
+        want = ref.layer_features(wavs, [1, layer])
+        got = dut.layer_features([w.to(device) for w in wavs], [1, layer])
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
     rows = []
@@ -253,23 +253,22 @@ def check_training(device: torch.device, sizes: Sizes, compile_: bool, peak: flo
 def check_extraction(device: torch.device, sizes: Sizes) -> list[Row]:
     cfg = train_config(sizes, device, "fp32", False)
     torch.manual_seed(0)
-    model = build_model(cfg.run.model_type, cfg.model).eval().to(device)
+    model = build_model(cfg.run.model_type, cfg.model)
     layer = min(6, int(cfg.model.encoder_num_layers))
-    source = EncoderFeatures(model, [layer])
+    cap = int(16 * sizes.extract_seconds * 16000)
+    encoder = Encoder(model, device, max_batch_samples=cap, max_batch_items=64)
     g = torch.Generator().manual_seed(0)
     n = sizes.extract_utterances
     secs = np.linspace(0.5 * sizes.extract_seconds, sizes.extract_seconds, n)
     wavs = [0.1 * torch.randn(int(s * 16000), generator=g) for s in secs][::-1]
-    items = [AudioItem(f"u{i}", "", w.shape[0]) for i, w in enumerate(wavs)]
-    batches = make_batches(items, max_samples=int(16 * sizes.extract_seconds * 16000), max_items=64)
-    by_id = {it.fileid: w for it, w in zip(items, wavs, strict=True)}
-    run_batch(source, batches[0][:1], [by_id[batches[0][0].fileid]])  # warm-up
+    lengths = [w.shape[0] for w in wavs]
+    encoder.features(wavs[0], layers=[layer])  # warm-up
     best = float("inf")
     for _ in range(2):
         sync(device)
         t0 = time.perf_counter()
-        for b in batches:
-            run_batch(source, b, [by_id[it.fileid] for it in b])
+        for _ in encoder.stream(range(n), wavs.__getitem__, lengths, layers=[layer]):
+            pass
         sync(device)
         best = min(best, time.perf_counter() - t0)
     audio = float(sum(secs))

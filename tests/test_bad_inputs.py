@@ -18,6 +18,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from spidrkit.api import Encoder
 from spidrkit.cli.main import main as cli_main
 from spidrkit.errors import CheckpointError, ConfigError, DataError, OutputError, worker_message
 from spidrkit.train import checkpoint as ckpt
@@ -293,16 +294,19 @@ def test_worker_error_is_one_line(corpus, tmp_path, capsys):
 
 
 class _FakeSource:
-    """A feature source that gives every file 2 frames of ones (no model needed)."""
+    """A frame encoder that gives every file 2 frames of ones (no model needed)."""
 
-    layers = [1]
+    layer_range = range(1, 2)
     dim = 3
     batchable = True
 
     def num_frames(self, n: int) -> int:
         return 2
 
-    def __call__(self, wavs):
+    def to(self, device):
+        return self
+
+    def layer_features(self, wavs, layers, *, before_residual=True, precision="fp32"):
         return {1: torch.ones(len(wavs), 2, 3)}
 
 
@@ -319,7 +323,7 @@ def test_extract_never_writes_outside_out(corpus, tmp_path, fileid):
     )
     out = tmp_path / "deep" / "out"
     with pytest.raises(DataError, match=r"m.csv row 2: fileid .* outputs are only written inside"):
-        extract_features(_FakeSource(), list_audio(m), out, show_progress=False)
+        extract_features(Encoder(_FakeSource()), list_audio(m), out, show_progress=False)
     assert not list(tmp_path.rglob("*.pt"))  # nothing written, inside or out
 
 
@@ -332,7 +336,9 @@ def test_extract_duplicate_fileids_are_refused(corpus, tmp_path):
     (folder / "a.wav").write_bytes(wav.read_bytes())
     (folder / "a.WAV").write_bytes(wav.read_bytes())  # same fileid "a", two files
     with pytest.raises(DataError, match="fileid 'a' is also the fileid of"):
-        extract_features(_FakeSource(), list_audio(folder), tmp_path / "o", show_progress=False)
+        extract_features(
+            Encoder(_FakeSource()), list_audio(folder), tmp_path / "o", show_progress=False
+        )
 
 
 def _tar_with(tmp_path, members):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from spidrkit.api import Encoder
 from spidrkit.cli.main import main
 from spidrkit.errors import ConfigError
 from spidrkit.models import num_frames
@@ -20,7 +21,7 @@ from spidrkit.units.baselines import (
     mel_filterbank,
     parse_baseline,
 )
-from spidrkit.units.extract import list_audio, load_waveform, run_batch
+from spidrkit.units.extract import list_audio, load_waveform
 from spidrkit.units.files import load_features
 
 sf = pytest.importorskip("soundfile")
@@ -73,7 +74,7 @@ def test_logmel_of_a_tone_peaks_at_its_frequency() -> None:
 def test_spectral_batch_equals_single_and_errors() -> None:
     mf = SpectralFeatures("mfcc")
     wavs = [torch.randn(16000), torch.randn(5000)]
-    out = mf(wavs)[0]
+    out = mf.layer_features(wavs)[0]
     torch.testing.assert_close(out[1, : mf.num_frames(5000)], mf.single(wavs[1]))
     with pytest.raises(ConfigError):
         SpectralFeatures("plp")
@@ -158,29 +159,31 @@ def test_hf_layers_match_hidden_states_and_padding(kind: str) -> None:
     from spidrkit.units.baselines import HFEncoder
 
     model = hf_model(kind).eval()
-    enc = HFEncoder(model, [0, 2], normalize=True)
+    enc = HFEncoder(model, normalize=True)
     assert enc.batchable == (kind != "hubert")
     wavs = [torch.randn(8000), torch.randn(5000)]
     from spidrkit.audio import standardize
 
     with torch.no_grad():
         hs = model(standardize(wavs[0])[None], output_hidden_states=True).hidden_states
-    out = enc(wavs[:1])
+    out = enc.layer_features(wavs[:1], [0, 2])
     torch.testing.assert_close(out[2][0], hs[2][0], atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(out[0][0], hs[0][0], atol=1e-5, rtol=1e-4)
     assert out[2].shape[1] == enc.num_frames(8000) == num_frames(8000)
     # the hook stops the forward after layer 2: layer 3 never runs
     calls = []
     model.encoder.layers[2].register_forward_hook(lambda *_: calls.append(1))
-    enc(wavs[:1])
+    enc.layer_features(wavs[:1], [0, 2])
     assert calls == []
     if enc.batchable:
-        batched = enc(wavs)
-        alone = enc(wavs[1:])
+        batched = enc.layer_features(wavs, [0, 2])
+        alone = enc.layer_features(wavs[1:], [0, 2])
         t = enc.num_frames(5000)
         torch.testing.assert_close(batched[2][1, :t], alone[2][0, :t], atol=2e-5, rtol=1e-4)
     with pytest.raises(ConfigError, match="0..3"):
-        HFEncoder(model, [4])
+        enc.layer_features(wavs, [4])
+    with pytest.raises(ConfigError, match="0..3"):
+        Encoder(enc).features(wavs, layers=[4])
 
 
 @pytest.mark.hf
@@ -214,9 +217,9 @@ def test_cli_extract_hf_from_folder(tmp_path: Path) -> None:
     )
     from spidrkit.units.baselines import HFEncoder
 
-    enc = HFEncoder(str(tmp_path / "hubert"), [1, 3])
+    enc = Encoder(HFEncoder(str(tmp_path / "hubert")))
     for it in list_audio(tmp_path / "wavs"):
-        ((_, ref),) = run_batch(enc, [it], [load_waveform(it)])
+        (ref,) = enc.features(load_waveform(it), layers=[1, 3])
         torch.testing.assert_close(load_features(out / "layer3" / f"{it.fileid}.pt"), ref[3])
         assert load_features(out / "layer1" / f"{it.fileid}.pt").shape == (
             num_frames(it.num_samples),

@@ -9,17 +9,17 @@ import numpy as np
 import pytest
 import torch
 
+from spidrkit.api import Encoder
 from spidrkit.cli.main import main
 from spidrkit.models import PRESETS, build_model
 from spidrkit.models.checkpoint import save_model
+from spidrkit.models.inference import plan_batches
 from spidrkit.units.extract import (
     AudioItem,
-    EncoderFeatures,
     extract_features,
     list_audio,
     load_waveform,
-    make_batches,
-    run_batch,
+    run_corpus,
     shard,
 )
 from spidrkit.units.files import feature_path, load_features
@@ -66,21 +66,24 @@ def test_list_audio_folder_and_manifest(corpus: Path, tmp_path: Path) -> None:
     assert torch.equal(load_waveform(again[1]), load_waveform(items[1]))
 
 
-def test_make_batches_respects_caps() -> None:
-    items = [AudioItem(str(i), str(i), n) for i, n in enumerate([900, 800, 800, 500, 400, 100])]
-    batches = make_batches(items, max_samples=2000, max_items=3)
-    assert [[it.num_samples for it in b] for b in batches] == [[900, 800], [800, 500], [400, 100]]
+def test_batches_respect_caps() -> None:
+    lengths = [900, 800, 800, 500, 400, 100]
+    batches = plan_batches(lengths, max_samples=2000, max_items=3)
+    assert [[lengths[i] for i in b] for b in batches] == [[900, 800], [800, 500], [400, 100]]
     for b in batches:
-        assert len(b) * max(it.num_samples for it in b) <= 2000
-    strict = make_batches(items, max_samples=10_000, max_items=10, batchable=False)
-    assert [[it.num_samples for it in b] for b in strict] == [
-        [900],
-        [800, 800],
-        [500],
-        [400],
-        [100],
-    ]
-    assert make_batches(items[:1], max_samples=10, max_items=4) == [items[:1]]  # oversized alone
+        assert len(b) * max(lengths[i] for i in b) <= 2000
+    strict = plan_batches(lengths, max_samples=10_000, max_items=10, equal_lengths=True)
+    assert [[lengths[i] for i in b] for b in strict] == [[900], [800, 800], [500], [400], [100]]
+    assert plan_batches(lengths[:1], max_samples=10, max_items=4) == [[0]]  # oversized alone
+
+
+def test_corpus_stream_is_length_sorted_and_batched_by_the_encoder_caps(corpus: Path) -> None:
+    seen: list[float] = []
+    enc = Encoder(tiny(), max_batch_samples=20000, max_batch_items=2)
+    out = list(run_corpus(enc, list_audio(corpus), layers=[1], on_batch=seen.append))
+    assert [it.num_samples for it, _ in out] == sorted(LENGTHS, reverse=True)
+    assert seen == pytest.approx([16000 / 16000, 12345 / 16000, 11200 / 16000, 8300 / 16000])
+    assert out[-1][1][1].shape == (0, 64)  # shorter than one frame: empty, not an error
 
 
 def test_shard_takes_every_world_th_of_length_sorted_list() -> None:
@@ -96,14 +99,14 @@ def test_shard_takes_every_world_th_of_length_sorted_list() -> None:
 def test_padded_batch_gives_each_item_what_it_gives_alone(
     corpus: Path, model_type: str, before_residual: bool
 ) -> None:
-    src = EncoderFeatures(tiny(model_type), [1, 3], before_residual=before_residual)
-    items = list_audio(corpus)[:4]
+    enc = Encoder(tiny(model_type))
+    items = [it for it in list_audio(corpus) if it.num_samples > 400]  # one frame at least
     wavs = [load_waveform(it) for it in items]
-    batched = run_batch(src, items, wavs)
-    for (item, feats), wav in zip(batched, wavs, strict=True):
-        ((_, alone),) = run_batch(src, [item], [wav])
+    batched = enc.features(wavs, layers=[1, 3], before_residual=before_residual)
+    for feats, wav in zip(batched, wavs, strict=True):
+        (alone,) = enc.features(wav, layers=[1, 3], before_residual=before_residual)
         for layer in (1, 3):
-            assert feats[layer].shape == (src.num_frames(wav.shape[0]), 64)
+            assert feats[layer].shape == (enc.frames(wav.shape[0]), 64)
             torch.testing.assert_close(feats[layer], alone[layer], atol=2e-5, rtol=1e-4)
 
 
@@ -112,7 +115,7 @@ def test_only_layers_up_to_the_highest_are_computed() -> None:
     calls: list[int] = []
     for i, layer in enumerate(model.student.layers):
         layer.register_forward_hook(lambda *_, i=i: calls.append(i))
-    EncoderFeatures(model, [2])([torch.randn(4000)])
+    Encoder(model).features(torch.randn(4000), layers=[2])
     assert calls == [0, 1]
 
 
@@ -120,7 +123,7 @@ def test_extract_layout_formats_and_values(corpus: Path, tmp_path: Path) -> None
     model = tiny()
     items = list_audio(corpus)
     out = tmp_path / "one"
-    stats = extract_features(EncoderFeatures(model, [3]), items, out, show_progress=False)
+    stats = extract_features(Encoder(model), items, out, layers=[3], show_progress=False)
     assert stats.num_files == 5 and stats.audio_seconds == pytest.approx(sum(LENGTHS) / 16000)
     for it in items:
         feats = load_features(out / f"{it.fileid}.pt")
@@ -130,9 +133,10 @@ def test_extract_layout_formats_and_values(corpus: Path, tmp_path: Path) -> None
     assert load_features(out / "spk0/utt4.pt").shape == (0, 64)
     multi = tmp_path / "multi"
     extract_features(
-        EncoderFeatures(model, [1, 3]),
+        Encoder(model),
         items,
         multi,
+        layers=[1, 3],
         fmt="npy",
         dtype=torch.float16,
         show_progress=False,
@@ -144,26 +148,28 @@ def test_extract_layout_formats_and_values(corpus: Path, tmp_path: Path) -> None
 
 
 def test_extract_resumes_and_ignores_partial_files(corpus: Path, tmp_path: Path) -> None:
-    src = EncoderFeatures(tiny(), [2])
+    src = Encoder(tiny())
     items = list_audio(corpus)
     out = tmp_path / "f"
-    extract_features(src, items, out, show_progress=False)
+    extract_features(src, items, out, layers=[2], show_progress=False)
     done = feature_path(out, "spk0/utt0", None, "pt")
     before = done.stat().st_mtime_ns
     missing = feature_path(out, "spk1/utt1", None, "pt")
     missing.unlink()
     (missing.parent / ".utt1.pt.abc.tmp").write_bytes(b"half")  # what a killed write leaves
-    stats = extract_features(src, items, out, show_progress=False)
+    stats = extract_features(src, items, out, layers=[2], show_progress=False)
     assert (stats.num_files, stats.num_skipped) == (1, 4)
     assert done.stat().st_mtime_ns == before and missing.exists()
-    assert load_features(missing).shape[0] == src.num_frames(11200)
+    assert load_features(missing).shape[0] == src.frames(11200)
 
 
 def test_extract_shards_cover_the_corpus_once(corpus: Path, tmp_path: Path) -> None:
-    src = EncoderFeatures(tiny(), [2])
+    src = Encoder(tiny())
     items = list_audio(corpus)
     counts = [
-        extract_features(src, items, tmp_path / "s", rank=r, world=2, show_progress=False).num_files
+        extract_features(
+            src, items, tmp_path / "s", layers=[2], rank=r, world=2, show_progress=False
+        ).num_files
         for r in range(2)
     ]
     assert counts == [3, 2]
@@ -194,9 +200,8 @@ def test_cli_extract_checkpoint_and_help(corpus: Path, tmp_path: Path, capsys) -
         )
         == 0
     )
-    ref = EncoderFeatures(model, [4])
     item = next(it for it in list_audio(corpus) if it.fileid == "spk0/utt2")
-    ((_, expect),) = run_batch(ref, [item], [load_waveform(item)])
+    (expect,) = Encoder(model).features(load_waveform(item), layers=[4])
     torch.testing.assert_close(load_features(out / "spk0/utt2.pt"), expect[4], atol=2e-5, rtol=1e-4)
     assert main(["extract", str(corpus), "--model", str(ckpt), "--out", str(out)]) == 2
     assert "--layers" in capsys.readouterr().err

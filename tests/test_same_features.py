@@ -3,11 +3,14 @@
 spidrkit.load().features / .codebook_units, `spidrkit extract`, `abx --model` (model_features),
 `kmeans --model`, `spidrkit units` (codebook and k-means) and `slm-eval --model` (Tokenizer), on a
 layer-norm SpidR and a group-norm DinoSR, with utterances of different lengths batched together.
+All of them go through one front door, :class:`spidrkit.api.Encoder`: the same batches of the same
+audio give bit-identical outputs on every path (the last test).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -112,3 +115,51 @@ def test_units_agree_on_every_path(setup) -> None:
     tok = Tokenizer(str(ckpt), 2, str(km), dedup=False).frames(paths)
     for (fid, exp), from_tok in zip(expected.items(), tok, strict=True):
         assert from_cli[fid] == exp and from_tok.tolist() == exp
+
+
+def _item_file(path: Path) -> Path:
+    """Four phones per utterance (a/b in two contexts, 4 frames each) in the first 0.4 s."""
+    lines = ["#file onset offset #phone prev-phone next-phone speaker\n"]
+    for fid in LENGTHS:
+        for k, (ph, ctx) in enumerate([("a", "x y"), ("b", "x y"), ("a", "y x"), ("b", "y x")]):
+            lo, hi = 5 * k, 5 * k + 4
+            lines.append(f"{fid} {lo * 0.02:.2f} {hi * 0.02:.2f} {ph} {ctx} {fid[:2]}\n")
+    path.write_text("".join(lines))
+    return path
+
+
+def test_load_extract_units_and_abx_model_give_identical_outputs(setup) -> None:
+    """One front door: the same batches of the same audio give bit-identical outputs."""
+    _, tmp, wavs, ckpt = setup
+    enc = spidrkit.load(ckpt)
+    ref = dict(zip(wavs, enc.features(list(wavs.values()), layers=[2]), strict=True))
+    common = ["--no-progress", "--device", "cpu"]
+    feats = tmp / "feats16"
+    args = ["extract", str(tmp / "wavs"), "--model", str(ckpt), "--layers", "2", "-o", str(feats)]
+    assert main([*args, "--dtype", "float16", *common]) == 0
+    for fid in wavs:
+        assert torch.equal(load_features(feats / f"{fid}.pt"), ref[fid][2].half())
+    # `spidrkit units`: k-means units of those features, codebook units of the model
+    km = tmp / "km.pt"
+    args = ["kmeans", "--features", str(feats), "-k", "4", "-o", str(km), "--no-progress"]
+    assert main(args) == 0
+    kmeans = KMeans.load(km)
+    args = ["units", str(tmp / "wavs"), "--model", str(ckpt), "--layer", "2", "--no-dedup"]
+    for extra, expect in [
+        (["--kmeans", str(km)], {f: kmeans.predict(r[2]) for f, r in ref.items()}),
+        ([], {f: u[2] for f, u in zip(wavs, enc.codebook_units(list(wavs.values())))}),
+    ]:
+        out = tmp / "u.jsonl"
+        assert main([*args, *extra, "-o", str(out), "--name", "fileid", *common]) == 0
+        assert {r.audio: r.frames() for r in read_units(out)} == {
+            f: u.tolist() for f, u in expect.items()
+        }
+        out.unlink()
+    # `spidrkit abx --model` scores exactly the features `spidrkit extract` wrote
+    item = _item_file(tmp / "t.item")
+    scores = []
+    for source in (["--model", str(ckpt), "--audio", str(tmp / "wavs")], [str(feats)]):
+        out = tmp / f"abx{len(scores)}.json"
+        assert main(["abx", str(item), *source, "--layers", "2", "--json", str(out), *common]) == 0
+        scores.append([(r["error"], r["layer"]) for r in json.loads(out.read_text())["results"]])
+    assert scores[0] == scores[1] and len(scores[0]) == 1

@@ -8,15 +8,16 @@ import numpy as np
 import pytest
 import torch
 
+from spidrkit.api import Encoder
 from spidrkit.audio import standardize
 from spidrkit.cli.main import main
 from spidrkit.errors import ConfigError, DataError
 from spidrkit.models import PRESETS, build_model
 from spidrkit.models.checkpoint import save_model
+from spidrkit.models.inference import head_layers
 from spidrkit.units import KMeans, KMeansConfig, Tokenizer, Units, fit_kmeans, read_units
-from spidrkit.units.extract import EncoderFeatures, list_audio, load_waveform
+from spidrkit.units.extract import list_audio, load_waveform
 from spidrkit.units.files import dedup, expand, write_units
-from spidrkit.units.units import CodebookUnits, head_layers
 
 sf = pytest.importorskip("soundfile")
 
@@ -66,13 +67,13 @@ def test_codebook_units_are_argmax_of_the_layer_head(model_type: str) -> None:
     assert head_layers(model) == [2, 3, 4]  # L=4, K=3: heads name layers L-K+1..L
     wavs = [torch.randn(16000), torch.randn(7000)]
     refs = [model.get_codebooks(standardize(w)[None]) for w in wavs]  # per wav, per head
+    enc = Encoder(model)
     for k, layer in enumerate(head_layers(model)):
-        out = CodebookUnits(model, layer)(wavs)[layer]
-        for i, w in enumerate(wavs):
-            t = model.num_frames(w.shape[0])
-            assert torch.equal(out[i, :t, 0].long(), refs[i][k][0].argmax(-1))
+        out = enc.codebook_units(wavs, layers=[layer])
+        for i in range(len(wavs)):
+            assert torch.equal(out[i][layer], refs[i][k][0].argmax(-1))
     with pytest.raises(ConfigError, match="layers 2..4"):
-        CodebookUnits(model, 1)
+        Tokenizer(model, 1)
 
 
 def test_tokenizer_paths_waveforms_and_kmeans(corpus: Path) -> None:
@@ -88,13 +89,12 @@ def test_tokenizer_paths_waveforms_and_kmeans(corpus: Path) -> None:
         assert f.dtype == torch.long and f.shape == (model.num_frames(it.num_samples),)
         assert torch.equal(dedup(f)[0], u) and (u[1:] != u[:-1]).all()
     # k-means units: nearest centroid of the layer features
-    feats = torch.cat([EncoderFeatures(model, [3])([load_waveform(it)])[3][0] for it in items])
+    enc = Encoder(model)
+    feats = torch.cat([enc.features(load_waveform(it), layers=[3])[0][3] for it in items])
     km = fit_kmeans(feats, KMeansConfig(k=5, batch_size=64, max_epochs=3))
     ktok = Tokenizer(model, 3, kmeans=km, dedup=False)
     got = ktok([load_waveform(items[0])])[0]
-    assert torch.equal(
-        got, km.predict(EncoderFeatures(model, [3])([load_waveform(items[0])])[3][0])
-    )
+    assert torch.equal(got, km.predict(enc.features(load_waveform(items[0]), layers=[3])[0][3]))
     # other sample rates are resampled to 16 kHz
     w8 = torch.randn(8000)
     assert tok.frames([w8], sample_rate=8000)[0].shape == (model.num_frames(16000),)

@@ -24,7 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from spidrkit.errors import DataError
+from spidrkit.eval.abx import read_results_json
+from spidrkit.eval.plots import _pyplot, plot_phone_unit
+from spidrkit.eval.unit_quality import UnitQuality
 from spidrkit.train.monitor import read_metrics
+from spidrkit.utils.files import atomic_write
 
 _SKIP_DIRS = {"checkpoints", "tb", "feats_mfcc", "corpus"}
 
@@ -35,7 +39,6 @@ class RunFiles:
 
     root: Path
     metrics: Path | None = None
-    config: Path | None = None
     abx: list[Path] = field(default_factory=list)
     unit_quality: Path | None = None
     slm_scores: Path | None = None
@@ -60,8 +63,6 @@ def _kind(path: Path) -> str:
         return ""
     if path.name == "summary.json":
         return "summary"
-    if path.name == "config.json" and ("encoder_embed_dim" in data or "model" in data):
-        return "config"
     rows = data.get("results")
     if isinstance(rows, list) and rows and isinstance(rows[0], dict):
         if "error" in rows[0] and "config" in rows[0]:
@@ -101,8 +102,6 @@ def find_run_files(root: str | Path) -> RunFiles:
             found.slm_scores = path
         elif kind == "summary":
             found.summary = path
-        elif kind == "config" and found.config is None:
-            found.config = path
     if not (found.metrics or found.abx or found.unit_quality or found.slm_scores):
         raise DataError(
             f"{root}: no metrics.jsonl and no evaluation JSON (abx, unit-quality, slm-eval) found"
@@ -133,7 +132,6 @@ def _codebook_series(rows: list[dict[str, Any]], prefix: str) -> dict[int, list[
 
 def training_curves_png(rows: list[dict[str, Any]], codebook_size: int | None) -> str:
     """Loss, target perplexity and active codewords per codebook against step (base64 PNG)."""
-    from spidrkit.eval.plots import _pyplot
 
     plt = _pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), dpi=110)
@@ -170,7 +168,6 @@ def training_curves_png(rows: list[dict[str, Any]], codebook_size: int | None) -
 def abx_png(results: list[Any]) -> str:
     """ABX per layer, one panel per speaker mode, one line per labelled model, baselines without
     layers as horizontal lines."""
-    from spidrkit.eval.plots import _pyplot
 
     plt = _pyplot()
     modes = list(dict.fromkeys(r.config.speaker for r in results))
@@ -211,7 +208,6 @@ def _abx_panel(ax: Any, results: list[Any]) -> None:
 
 def slm_png(results: list[dict[str, Any]]) -> str:
     """Spoken-LM accuracies (%) as bars against the 50 % chance line."""
-    from spidrkit.eval.plots import _pyplot
 
     plt = _pyplot()
     names = [r["name"] for r in results]
@@ -251,17 +247,18 @@ def _img(b64: str, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
 
 
-def _codebook_size(files: RunFiles) -> int | None:
-    near_metrics = []
-    if files.metrics is not None:  # a training output_dir keeps its config beside the checkpoints
-        near_metrics = [
-            files.metrics.parent / name for name in ("config.json", "checkpoints/config.json")
-        ]
-    for path in filter(
-        None, [files.config, files.root / "pretrain" / "config.json", *near_metrics]
-    ):
+def _codebook_size(files: RunFiles, summary: dict[str, Any]) -> int | None:
+    """V of the run: what the demo recorded in summary.json (``training.codebook_size``), else the
+    config a training output_dir keeps beside its metrics (config.json, checkpoints/config.json)."""
+    recorded = (summary.get("training") or {}).get("codebook_size")
+    if recorded:
+        return int(recorded)
+    if files.metrics is None:
+        return None
+    folder = files.metrics.parent
+    for path in (folder / "config.json", folder / "checkpoints" / "config.json"):
         try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
         model = data.get("model", data) if isinstance(data, dict) else {}
@@ -367,14 +364,13 @@ def _slm_compare(rows: list[dict[str, Any]], references: dict[str, Any]) -> str:
     return _table(["spoken-LM task, accuracy % (chance 50)", "pairs", *columns], body)
 
 
-def render_report(files: RunFiles) -> str:
-    """The HTML page (a string) for the files found by :func:`find_run_files`."""
+def render_report(files: RunFiles, codebook_size: int | None = None) -> str:
+    """The HTML page (a string) for the files found by :func:`find_run_files`; ``codebook_size``:
+    the pretrained model's V (default: what the run recorded, see :func:`_codebook_size`)."""
     parts = [f"<h1>spidrkit run report</h1><p class=note>{html.escape(str(files.root))}</p>"]
     summary = json.loads(files.summary.read_text()) if files.summary else {}
     abx_results = []
     if files.abx:
-        from spidrkit.eval.abx import read_results_json
-
         for path in files.abx:
             abx_results += read_results_json(path)
 
@@ -393,8 +389,6 @@ def render_report(files: RunFiles) -> str:
                 rows.append(row)
             parts.append(_table(header, rows))
     if files.unit_quality:
-        from spidrkit.eval.unit_quality import UnitQuality
-
         q = UnitQuality.read_json(files.unit_quality)
         parts.append(
             _table(["unit quality", "value"], [[k, f"{v:.4g}"] for k, v in q.metrics().items()])
@@ -424,7 +418,7 @@ def render_report(files: RunFiles) -> str:
     if files.metrics:
         metrics = [r for r in read_metrics(files.metrics, "train") if "step" in r]
         if metrics:
-            size = _codebook_size(files)
+            size = codebook_size or _codebook_size(files, summary)
             parts.append("<h2>Training curves</h2>")
             parts.append(
                 f"<p>{_health(metrics, size)}; {len(metrics)} log lines to step "
@@ -435,9 +429,6 @@ def render_report(files: RunFiles) -> str:
         parts.append("<h2>ABX per layer</h2>")
         parts.append(_img(abx_png(abx_results), "ABX per layer"))
     if files.unit_quality:
-        from spidrkit.eval.plots import plot_phone_unit
-        from spidrkit.eval.unit_quality import UnitQuality
-
         buf = io.BytesIO()
         plot_phone_unit(UnitQuality.read_json(files.unit_quality), buf)
         parts.append("<h2>P(phone | unit)</h2>")
@@ -457,12 +448,12 @@ def render_report(files: RunFiles) -> str:
     )
 
 
-def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
+def write_report(
+    run_dir: str | Path, out: str | Path | None = None, *, codebook_size: int | None = None
+) -> Path:
     """Write ``out`` (default ``RUN_DIR/report.html``) and return its path."""
-    from spidrkit.utils.files import atomic_write
-
     files = find_run_files(run_dir)
-    page = render_report(files)
+    page = render_report(files, codebook_size)
     out = Path(out) if out is not None else files.root / "report.html"
     with atomic_write(out, "w") as f:
         f.write(page)

@@ -2,7 +2,7 @@
 
 Each module ``spidrkit.cli.<name>`` defines ``HELP`` (one line), ``add_arguments(parser)`` and
 ``run(args) -> int | None``. Imports of spidrkit modules that load torch or numpy happen inside
-``run`` (and :func:`spidrkit.cli.options.build_source`): building the parser imports every command
+``run`` (and :func:`spidrkit.cli.options.build_encoder`): building the parser imports every command
 module, and ``spidrkit --help`` / ``spidrkit env`` must neither wait for torch nor load it before
 ``OMP_WAIT_POLICY`` is set (tests/test_cli_threads.py checks that torch is not loaded). Light
 imports (errors, config, options, file helpers) sit at the top. Shared options (``--model``,

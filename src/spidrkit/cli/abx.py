@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
             items, args.features, config, label=args.label, layer=layer, **common
         )
     else:
-        from spidrkit.eval.abx.model_features import find_audio, model_features
+        from spidrkit.eval.abx.model_features import find_audio, model_abx
 
         if not args.layers:
             raise ConfigError("--model needs --layers (e.g. --layers 4,5,6)")
@@ -160,12 +160,8 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("--model needs --audio ROOT or --manifest CSV to find the audio")
         audio = find_audio(sorted(set(items.fileid)), args.audio, args.manifest)
         encoder = spidrkit.load(args.model, device=common["device"])
-        feats = model_features(encoder, audio, layers, show_progress=not args.no_progress)
         label = args.label or Path(args.model).stem
-        for layer in layers:
-            results += compute_abx_modes(
-                items, feats.pop(layer), config, label=label, layer=layer, **common
-            )
+        results = model_abx(items, encoder, audio, layers, config, label=label, **common)
     if json_to_stdout(args):
         write_json_output({"results": [r.to_dict(args.json_cells) for r in results]}, args.json_out)
     else:

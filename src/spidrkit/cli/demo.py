@@ -1,7 +1,8 @@
 """Run the whole spidrkit path on a synthetic corpus made on the spot (no download).
 
 synth -> pretrain SpidR -> ABX per layer vs MFCC -> k-means units -> PNMI/purity -> unit LM ->
-sWUGGY/sBLIMP/tSC. Each stage prints the `spidrkit` command it runs; run it again to skip what is done.
+sWUGGY/sBLIMP/tSC. Each stage prints the `spidrkit` command it is equal to, then runs its library
+functions; run it again to skip what is done. Pretraining: configs/small.toml plus --set overrides.
 
 Examples:
     spidrkit demo --out runs/demo              # ~2 h corpus; see docs/demo.md for timings

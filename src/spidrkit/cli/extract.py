@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from spidrkit.cli.options import add_no_progress, add_out, add_source_arguments, build_source
+from spidrkit.cli.options import add_no_progress, add_out, add_source_arguments, build_encoder
 
 HELP = "extract layer features (or MFCC/log-mel/HF baselines) to one file per utterance"
 
@@ -49,17 +49,17 @@ def run(args: argparse.Namespace) -> int:
     rank, world, local_rank = dist_rank_world()
     device = resolve_device(args.device, local_rank)
     items = list_audio(args.input, show_progress=not args.no_progress and rank == 0)
-    source = build_source(args, args.layers, device)
+    encoder = build_encoder(args, args.layers, device)
     stats = extract_features(
-        source,
+        encoder,
         items,
         args.out,
+        layers=args.layers,
+        before_residual=not args.after_residual,
         fmt=args.format,
         dtype=getattr(torch, args.dtype),
         rank=rank,
         world=world,
-        max_batch_seconds=args.batch_seconds,
-        max_batch_items=args.batch_items,
         show_progress=not args.no_progress,
     )
     logging.getLogger("spidrkit.extract").info(

@@ -13,8 +13,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import re
 
 from spidrkit.cli.options import (
@@ -22,7 +20,7 @@ from spidrkit.cli.options import (
     add_no_progress,
     add_out,
     add_source_arguments,
-    build_source,
+    build_encoder,
     count,
 )
 from spidrkit.errors import ConfigError
@@ -76,11 +74,11 @@ def _subset(n: int, max_files: int | None, seed: int) -> list[int]:
 
 def run(args: argparse.Namespace) -> int:
     from spidrkit.audio.io import SAMPLE_RATE
-    from spidrkit.units.extract import iter_features, list_audio
+    from spidrkit.units.extract import list_audio, run_corpus
     from spidrkit.units.files import list_features, load_features
-    from spidrkit.units.kmeans import KMeansConfig, fit_kmeans, sample_frames
+    from spidrkit.units.kmeans import KMeansConfig, kmeans_of_frames
     from spidrkit.utils.device import resolve_device
-    from spidrkit.utils.provenance import features_folder_source, source_identity
+    from spidrkit.utils.provenance import features_folder_source
 
     device = resolve_device(args.device)
     show = not args.no_progress
@@ -105,28 +103,21 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("give the layer to cluster with --layer (e.g. --layer 6)")
         items = list_audio(args.audio, show_progress=show)
         items = [items[i] for i in _subset(len(items), args.max_files, args.seed)]
-        source = build_source(args, [layer] if layer is not None else None, device)
+        encoder = build_encoder(args, [layer] if layer is not None else None, device)
+        (key,) = encoder.check_layers([layer] if layer is not None else None)
         bar = progress(
             total=round(sum(it.num_samples for it in items) / SAMPLE_RATE, 2),
             desc="extract",
             unit="s",
             enabled=show,
         )
-        feats = iter_features(
-            source,
-            items,
-            max_batch_seconds=args.batch_seconds,
-            max_batch_items=args.batch_items,
-            on_batch=bar.update,
+        before_residual = not args.after_residual
+        feats = run_corpus(
+            encoder, items, layers=[key], before_residual=before_residual, on_batch=bar.update
         )
-        key = source.layers[0]
-        identity = source_identity(source)
+        identity = encoder.identity(before_residual=before_residual)
         stream = (f[key] for _, f in feats)
         source_desc = f"{args.audio} ({args.model or args.baseline})"
-    frames, seen = sample_frames(stream, args.max_frames, seed=args.seed)
-    logging.getLogger("spidrkit.kmeans").info(
-        "sampled %d of %d frames (dim %d)", frames.shape[0], seen, frames.shape[1]
-    )
     config = KMeansConfig(
         k=args.k,
         batch_size=args.batch_size,
@@ -134,22 +125,19 @@ def run(args: argparse.Namespace) -> int:
         patience=args.patience,
         seed=args.seed,
     )
-    km = fit_kmeans(
-        frames,
+    km = kmeans_of_frames(
+        stream,
         config,
+        max_frames=args.max_frames,
+        layer=layer,
+        source=source_desc,
+        identity=identity,
         device=device,
         progress=show,
-        meta={
-            "layer": layer,
-            "source": source_desc,
-            "frames_seen": seen,
-            # what made the features: `units` refuses this k-means on another model or layer
-            "source_id": json.dumps(identity, sort_keys=True) if identity is not None else None,
-        },
     )
     km.save(args.out)
     print(
         f"k-means k={km.k} dim={km.dim} layer={layer}: inertia/frame "
-        f"{km.meta['inertia_per_frame']:.4f} on {frames.shape[0]} frames -> {args.out}"
+        f"{km.meta['inertia_per_frame']:.4f} on {km.meta['num_frames']} frames -> {args.out}"
     )
     return 0

@@ -239,7 +239,8 @@ def add_no_progress(parser: argparse.ArgumentParser) -> None:
 
 
 def add_source_arguments(parser: argparse.ArgumentParser, *, one_layer: bool = False) -> None:
-    """--model / --baseline / --layers / --device / batching options of extract, kmeans, units.
+    """--model / --baseline / --layers / --device / batching options of extract, kmeans, units
+    (turned into an encoder by :func:`build_encoder`).
 
     ``one_layer``: ``--layer`` (= ``--layers``) takes a single layer, into ``args.layer``.
     """
@@ -283,21 +284,28 @@ def add_source_arguments(parser: argparse.ArgumentParser, *, one_layer: bool = F
     )
 
 
-def build_source(args: argparse.Namespace, layers: list[int] | None, device: Any) -> Any:
-    """The feature source named by --model / --baseline, on ``device``."""
+def build_encoder(args: argparse.Namespace, layers: list[int] | None, device: Any) -> Any:
+    """The :class:`spidrkit.api.Encoder` of --model / --baseline on ``device``, batched by
+    --batch-seconds / --batch-items (``layers``: the layers the command will ask, for a baseline's
+    friendlier checks)."""
     # torch-heavy: imported when a command runs, not when the parser is built
+    from spidrkit.api import Encoder, load
+    from spidrkit.audio.io import SAMPLE_RATE
     from spidrkit.units.baselines import parse_baseline
-    from spidrkit.units.extract import EncoderFeatures, load_encoder
 
+    batching = {
+        "max_batch_samples": int(args.batch_seconds * SAMPLE_RATE),
+        "max_batch_items": args.batch_items,
+    }
     if args.baseline:
         cmvn = getattr(args, "cmvn", False)
-        return parse_baseline(args.baseline, layers, hop_ms=args.hop_ms, cmvn=cmvn).to(device)
+        baseline = parse_baseline(args.baseline, layers, hop_ms=args.hop_ms, cmvn=cmvn)
+        return Encoder(baseline, device, **batching)
     if not args.model:
         raise ConfigError("give the encoder with --model CKPT_OR_PRESET, or --baseline")
     if not layers:
         raise ConfigError("give the layers to extract with --layers (e.g. --layers 6)")
-    model = load_encoder(args.model, device)
-    return EncoderFeatures(model, layers, before_residual=not args.after_residual)
+    return load(args.model, device=device, **batching)
 
 
 def add_overrides(parser: argparse.ArgumentParser) -> None:

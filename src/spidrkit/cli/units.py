@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 
-from spidrkit.cli.options import add_no_progress, add_out, add_source_arguments, build_source
+from spidrkit.cli.options import add_no_progress, add_out, add_source_arguments, build_encoder
 from spidrkit.errors import ConfigError
 from spidrkit.utils.files import refuse_clobbering
 from spidrkit.utils.progress import progress
@@ -50,18 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spidrkit.audio.io import SAMPLE_RATE
-    from spidrkit.units.extract import iter_features, list_audio
-    from spidrkit.units.files import Units, list_features, load_features, write_units
+    from spidrkit.units.extract import list_audio
+    from spidrkit.units.files import list_features, load_features, write_units
     from spidrkit.units.kmeans import KMeans
-    from spidrkit.units.units import (
-        CodebookUnits,
-        KMeansUnits,
-        frame_units,
-        units_from_features,
-    )
+    from spidrkit.units.units import units_from_features, units_of_audio
     from spidrkit.utils.device import resolve_device
-    from spidrkit.utils.provenance import features_folder_source, source_identity
+    from spidrkit.utils.provenance import features_folder_source
 
     refuse_clobbering(
         {"--out": args.out, "--txt": args.txt}, [args.input, args.kmeans, args.features]
@@ -91,37 +85,20 @@ def run(args: argparse.Namespace) -> int:
         if args.layer is None and not args.baseline:
             raise ConfigError("give the layer with --layer (e.g. --layer 6)")
         items = list_audio(args.input, show_progress=show)
-        if kmeans is not None:
-            feats = build_source(args, [args.layer] if args.layer is not None else None, device)
-            kmeans.check_source(source_identity(feats), feats.layers[0])
-            source: CodebookUnits | KMeansUnits = KMeansUnits(feats, kmeans).to(device)
-        elif args.baseline:
+        if kmeans is None and args.baseline:
             raise ConfigError("baselines have no codebooks: give --kmeans")
-        elif not args.model:
-            raise ConfigError("give the encoder with --model CKPT_OR_PRESET")
-        else:
-            from spidrkit.units.extract import load_encoder
-
-            source = CodebookUnits(load_encoder(args.model, device), args.layer)
-        bar = progress(
-            total=round(sum(it.num_samples for it in items) / SAMPLE_RATE, 2),
-            desc="units",
-            unit="s",
-            enabled=show,
-        )
-        key = source.layers[0]
-        by_id = {}
-        for item, out in iter_features(
-            source,
+        encoder = build_encoder(args, [args.layer] if args.layer is not None else None, device)
+        (layer,) = encoder.check_layers([args.layer] if args.layer is not None else None)
+        records = units_of_audio(
+            encoder,
             items,
-            max_batch_seconds=args.batch_seconds,
-            max_batch_items=args.batch_items,
-            on_batch=bar.update,
-        ):
-            name = item.fileid if args.name == "fileid" else item.path
-            by_id[item.fileid] = Units.from_frames(name, frame_units(out[key]), dedup)
-        bar.close()
-        records = [by_id[it.fileid] for it in items]  # input order
+            layer,
+            kmeans,
+            before_residual=not args.after_residual,
+            deduplicate=dedup,
+            name=args.name,
+            show_progress=show,
+        )
     n = write_units(records, args.out, txt=args.txt)
     print(f"{n} utterances -> {args.out}" + (f" and {args.txt}" if args.txt else ""))
     return 0

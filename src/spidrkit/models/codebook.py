@@ -29,6 +29,7 @@ class Codebook(nn.Module):
 
     codebook: Tensor
     counts: Tensor
+    bias: Tensor  # registered only when balance > 0
 
     def __init__(
         self,

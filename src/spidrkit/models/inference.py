@@ -115,6 +115,16 @@ def head_layers(model: Any) -> list[int]:
     return [i + 1 for i in model.codebook_layers]
 
 
+def check_head_layers(available: Sequence[int], layers: Sequence[int]) -> None:
+    """A ConfigError naming the layers of ``layers`` that have no codebook head."""
+    bad = [n for n in layers if n not in available]
+    if bad:
+        raise ConfigError(
+            f"no codebook head for layer(s) {bad}; this model's heads name layers "
+            f"{available[0]}..{available[-1]} (use k-means units for other layers)"
+        )
+
+
 @torch.inference_mode()
 def codebook_units(
     model: Any,
@@ -127,13 +137,8 @@ def codebook_units(
     head), and each item's frame count. SpidR stops at the highest layer asked."""
     available = head_layers(model)
     layers = list(available if layers is None else layers)
-    bad = [n for n in layers if n not in available]
-    if bad:
-        raise ConfigError(
-            f"no codebook head for layer(s) {bad}; this model's heads name layers "
-            f"{available[0]}..{available[-1]} (use k-means units for other layers)"
-        )
-    same_layer = type(model).__name__ == "SpidR"
+    check_head_layers(available, layers)
+    same_layer = bool(model.heads_read_own_layer)
     with autocast(precision, _device(model)):
         x, mask, frames = _projected(model, wavs)
         depth = max(layers) if same_layer else None

@@ -9,6 +9,8 @@ from __future__ import annotations
 import abc
 import copy
 import math
+from collections.abc import Sequence
+from typing import cast, overload
 
 import torch
 import torch.distributed as dist
@@ -16,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spidrkit.audio.spectral import MFCCFrames
+from spidrkit.errors import ConfigError
 from spidrkit.models.codebook import Codebook
 from spidrkit.models.components import (
     Encoder,
@@ -26,6 +29,7 @@ from spidrkit.models.components import (
     total_stride,
 )
 from spidrkit.models.config import DinoSRConfig, SpidRConfig
+from spidrkit.models.inference import layer_features
 
 Monitors = dict[str, Tensor]
 
@@ -60,9 +64,18 @@ def _perplexity(probs: Tensor) -> Tensor:
 
 
 class _SelfDistillationModel(nn.Module, abc.ABC):
-    """Shared body of SpidR and DinoSR. Inputs are standardised 16 kHz waveforms [batch, samples]."""
+    """Shared body of SpidR and DinoSR. Inputs are standardised 16 kHz waveforms [batch, samples].
+
+    Both implement :class:`spidrkit.api.FrameEncoder` (``layer_range``, ``dim``, ``batchable``,
+    ``num_frames``, ``layer_features``), the protocol :class:`spidrkit.api.Encoder` runs.
+    """
 
     config: SpidRConfig | DinoSRConfig
+    current_step: Tensor
+    warmup_codebook: Codebook
+    heads_read_own_layer: bool
+    """SpidR: head k reads the student layer whose codes it predicts; DinoSR: the last layer."""
+    batchable = True  # padding never leaks: inference masks it and runs group norm item by item
 
     def __init__(self, cfg: SpidRConfig | DinoSRConfig) -> None:
         super().__init__()
@@ -116,15 +129,49 @@ class _SelfDistillationModel(nn.Module, abc.ABC):
 
     # -- structure -------------------------------------------------------------------------------
 
+    def codebook_modules(self) -> list[Codebook]:
+        """The online codebooks, one per head (``codebooks``, typed)."""
+        return [cast(Codebook, cb) for cb in self.codebooks]
+
     @property
     def codebook_layers(self) -> list[int]:
         """0-based teacher layers whose results the codebooks quantise (the top K)."""
         n, k = self.config.encoder_num_layers, self.config.num_codebooks
         return list(range(n - k, n))
 
+    @overload
+    def num_frames(self, num_samples: int) -> int: ...
+
+    @overload
+    def num_frames(self, num_samples: Tensor) -> Tensor: ...
+
     def num_frames(self, num_samples: int | Tensor) -> int | Tensor:
         """Frames produced for ``num_samples`` input samples."""
         return num_frames(num_samples, self.config.extractor_conv_layer_config)
+
+    @property
+    def layer_range(self) -> range:
+        """The 1-based Transformer layers whose features can be read."""
+        return range(1, self.config.encoder_num_layers + 1)
+
+    @property
+    def dim(self) -> int:
+        """Feature dimension of every layer."""
+        return self.config.encoder_embed_dim
+
+    def layer_features(
+        self,
+        wavs: Sequence[Tensor],
+        layers: Sequence[int],
+        *,
+        before_residual: bool = True,
+        precision: str = "fp32",
+    ) -> dict[int, Tensor]:
+        """Raw 16 kHz waveforms -> ``{layer: [batch, frames, dim]}`` (padded; see
+        :func:`spidrkit.models.inference.layer_features`)."""
+        return layer_features(
+            self, wavs, layers, before_residual=before_residual, precision=precision
+        )[0]
 
     def train(self, mode: bool = True) -> _SelfDistillationModel:
         super().train(mode)
@@ -219,7 +266,7 @@ class _SelfDistillationModel(nn.Module, abc.ABC):
                 _instance_norm(teacher_results[i])[rows, mask_indices].reshape(-1, d)
                 for i in self.codebook_layers
             ]
-            codes = [cb.assign(tgt) for cb, tgt in zip(self.codebooks, targets)]
+            codes = [cb.assign(tgt) for cb, tgt in zip(self.codebook_modules(), targets)]
             warm_all = self._warmup_targets(
                 waveforms if target_waveforms is None else target_waveforms, t
             )
@@ -258,7 +305,7 @@ class _SelfDistillationModel(nn.Module, abc.ABC):
                 each_ppl.mean() if warm is None else _perplexity(F.one_hot(warm[1], v).float())
             )
             pred_ppl = torch.stack([_perplexity(lp.exp()) for lp in log_probs]).mean()
-            books = list(self.codebooks)
+            books = self.codebook_modules()
             stats = [cb.statistics(tgt, c) for cb, tgt, c in zip(books, targets, codes)]
             if warm is not None:
                 books.append(self.warmup_codebook)
@@ -342,7 +389,8 @@ class _SelfDistillationModel(nn.Module, abc.ABC):
             return decay
         excluded = tuple(self.config.ema_exclude_layers)
         student = dict(self.student.named_parameters())
-        averaged_t, averaged_s = [], []
+        averaged_t: list[Tensor] = []
+        averaged_s: list[Tensor] = []
         for name, p_t in self.teacher.named_parameters():
             p_s = student[name].detach()
             if name.split(".")[0] in excluded:
@@ -372,6 +420,8 @@ class _SelfDistillationModel(nn.Module, abc.ABC):
 class SpidR(_SelfDistillationModel):
     """SpidR (Poli et al. 2025): head k predicts codebook k from the same student layer."""
 
+    heads_read_own_layer = True
+
     def __init__(self, cfg: SpidRConfig | None = None) -> None:
         super().__init__(cfg or SpidRConfig())
 
@@ -395,6 +445,8 @@ class SpidR(_SelfDistillationModel):
 
 class DinoSR(_SelfDistillationModel):
     """DinoSR (Liu et al. 2023): all K heads read the student's final output."""
+
+    heads_read_own_layer = False
 
     def __init__(self, cfg: DinoSRConfig | None = None) -> None:
         super().__init__(cfg or DinoSRConfig())
@@ -422,8 +474,6 @@ def build_model(model_type: str, cfg: SpidRConfig | DinoSRConfig | None = None) 
         return DinoSR(
             cfg if cfg is None or isinstance(cfg, DinoSRConfig) else _convert(cfg, DinoSRConfig)
         )
-    from spidrkit.errors import ConfigError
-
     raise ConfigError(f"model type {model_type!r}: expected 'spidr' or 'dinosr'")
 
 

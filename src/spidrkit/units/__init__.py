@@ -1,6 +1,7 @@
 """Features, k-means and discrete units: the bridge from an encoder to evaluation and spoken LMs.
 
-- ``extract``: run an encoder (or a baseline) over a corpus, one feature file per utterance.
+- ``extract``: run an encoder (:class:`spidrkit.api.Encoder`, or a baseline in one) over a corpus,
+  one feature file per utterance.
 - ``baselines``: MFCC / log-mel (own torch code) and HuggingFace HuBERT, wav2vec 2.0, WavLM.
 - ``kmeans``: minibatch k-means with k-means++ init, in torch.
 - ``units``: codebook and k-means units, the ``Tokenizer``.
@@ -9,10 +10,10 @@
 
 from spidrkit.units.extract import (
     AudioItem,
-    EncoderFeatures,
     ExtractStats,
     extract_features,
     list_audio,
+    run_corpus,
 )
 from spidrkit.units.files import (
     KeyIndex,
@@ -24,30 +25,25 @@ from spidrkit.units.files import (
     write_units,
 )
 from spidrkit.units.kmeans import KMeans, KMeansConfig, fit_kmeans, sample_frames
-from spidrkit.units.units import (
-    CodebookUnits,
-    KMeansUnits,
-    Tokenizer,
-)
+from spidrkit.units.units import Tokenizer, frame_units
 
 __all__ = [
     "AudioItem",
-    "CodebookUnits",
-    "EncoderFeatures",
     "ExtractStats",
     "KeyIndex",
     "KMeans",
     "KMeansConfig",
-    "KMeansUnits",
     "Tokenizer",
     "Units",
     "dedup",
     "extract_features",
     "fit_kmeans",
+    "frame_units",
     "list_audio",
     "list_features",
     "load_features",
     "read_units",
+    "run_corpus",
     "sample_frames",
     "write_units",
 ]

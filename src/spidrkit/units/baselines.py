@@ -1,8 +1,9 @@
-"""Baseline frame features in the extraction harness: log-mel, MFCC, and HuggingFace encoders.
+"""Baseline frame features: log-mel, MFCC, and HuggingFace encoders.
 
-Every baseline is a *feature source* (see :mod:`spidrkit.units.extract`): called on a list of raw
-16 kHz waveforms (each ``[samples]``), it returns ``{layer: [batch, frames, dim]}`` where frames
-beyond ``num_frames(len(wav))`` are padding.
+Every baseline implements :class:`spidrkit.api.FrameEncoder`, so :class:`spidrkit.api.Encoder`
+runs it as it runs SpidR and DinoSR (``Encoder(SpectralFeatures("mfcc")).features(wavs)``):
+``layer_features`` takes a list of raw 16 kHz waveforms (each ``[samples]``) and returns
+``{layer: [batch, frames, dim]}`` where frames beyond ``num_frames(len(wav))`` are padding.
 
 Choices for the spectral baselines (written down in docs/units.md):
 - 25 ms Hann window (400 samples), FFT size 512, power spectrum, no centring ("snip edges" as in
@@ -17,6 +18,7 @@ Choices for the spectral baselines (written down in docs/units.md):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +47,7 @@ def frames_for(num_samples: int, hop: int, win: int = WIN_LENGTH) -> int:
 
 @dataclass
 class SpectralFeatures:
-    """Log-mel or MFCC features as a feature source (single pseudo-layer 0).
+    """Log-mel or MFCC features as a frame encoder (single pseudo-layer 0).
 
     kind: "logmel" or "mfcc"; hop_ms: 10 or 20; n_mels defaults to 80 (log-mel) or 40 (MFCC);
     n_ceps: MFCC coefficients kept; with_deltas: append first and second deltas (MFCC only);
@@ -79,8 +81,8 @@ class SpectralFeatures:
         return f"{self.kind}-{self.hop_ms}ms" + ("-cmvn" if self.cmvn else "")
 
     @property
-    def layers(self) -> list[int]:
-        return [0]
+    def layer_range(self) -> range:
+        return range(0, 1)
 
     @property
     def dim(self) -> int:
@@ -117,8 +119,16 @@ class SpectralFeatures:
         return _cmvn(ceps) if self.cmvn else ceps
 
     @torch.no_grad()
-    def __call__(self, wavs: list[torch.Tensor]) -> dict[int, torch.Tensor]:
-        """Raw waveforms (each ``[samples]``) -> ``{0: [batch, frames, dim]}`` zero-padded."""
+    def layer_features(
+        self,
+        wavs: Sequence[torch.Tensor],
+        layers: Sequence[int] = (0,),
+        *,
+        before_residual: bool = True,
+        precision: str = "fp32",
+    ) -> dict[int, torch.Tensor]:
+        """Raw waveforms (each ``[samples]``) -> ``{0: [batch, frames, dim]}`` zero-padded
+        (computed in float32; ``before_residual`` and ``precision`` do not apply)."""
         outs = [self.single(w.to(self._window.device)) for w in wavs]
         t_max = max((o.shape[0] for o in outs), default=0)
         batch = outs[0].new_zeros(len(outs), t_max, self.dim)
@@ -142,7 +152,7 @@ class _StopForward(Exception):
 
 
 class HFEncoder:
-    """HuBERT / wav2vec 2.0 / WavLM from ``transformers`` as a feature source.
+    """HuBERT / wav2vec 2.0 / WavLM from ``transformers`` as a frame encoder.
 
     Layer numbering follows the paper's: layer ``l`` (1-based) is the output of the l-th Transformer
     layer (``hidden_states[l]`` of transformers for post-LN models, the raw layer output for pre-LN
@@ -158,7 +168,6 @@ class HFEncoder:
     def __init__(
         self,
         model: Any,
-        layers: list[int],
         *,
         normalize: bool | None = None,
         name: str = "hf",
@@ -171,18 +180,14 @@ class HFEncoder:
         cfg = model.config
         self.num_layers = int(cfg.num_hidden_layers)
         self.dim_ = int(cfg.hidden_size)
-        bad = [layer for layer in layers if not 0 <= layer <= self.num_layers]
-        if not layers or bad:
-            raise ConfigError(f"{name}: layers must be in 0..{self.num_layers}, got {layers}")
-        self._layers = sorted(set(layers))
         self.normalize = True if normalize is None else normalize
         self.batchable = getattr(cfg, "feat_extract_norm", "layer") != "group"
         self._kernels = list(cfg.conv_kernel)
         self._strides = list(cfg.conv_stride)
 
     @property
-    def layers(self) -> list[int]:
-        return self._layers
+    def layer_range(self) -> range:
+        return range(0, self.num_layers + 1)
 
     @property
     def dim(self) -> int:
@@ -203,8 +208,22 @@ class HFEncoder:
         return enc.layers
 
     @torch.no_grad()
-    def __call__(self, wavs: list[torch.Tensor]) -> dict[int, torch.Tensor]:
-        """Raw waveforms (each ``[samples]``) -> ``{layer: [batch, frames, dim]}`` zero-padded."""
+    def layer_features(
+        self,
+        wavs: Sequence[torch.Tensor],
+        layers: Sequence[int],
+        *,
+        before_residual: bool = True,
+        precision: str = "fp32",
+    ) -> dict[int, torch.Tensor]:
+        """Raw waveforms (each ``[samples]``) -> ``{layer: [batch, frames, dim]}`` zero-padded
+        (float32; ``before_residual`` and ``precision`` do not apply)."""
+        bad = [layer for layer in layers if layer not in self.layer_range]
+        if not layers or bad:
+            raise ConfigError(
+                f"{self.name}: layers must be in 0..{self.num_layers}, got {list(layers)}"
+            )
+        wanted = sorted(set(layers))
         device = next(self.model.parameters()).device
         if self.normalize:
             wavs = [standardize(w.float()) for w in wavs]
@@ -213,9 +232,9 @@ class HFEncoder:
         valid = torch.arange(x.shape[1], device=device)[None, :] < lengths[:, None]
         mask = valid.long() if padded else None
         captured: dict[int, torch.Tensor] = {}
-        top = max(self._layers)
+        top = max(wanted)
         hooks = []
-        if 0 in self._layers:
+        if 0 in wanted:
             # the input of the first Transformer layer
             def pre_hook(_mod: Any, args: tuple, kwargs: dict) -> None:
                 hs = args[0] if args else kwargs["hidden_states"]
@@ -226,7 +245,7 @@ class HFEncoder:
             hooks.append(
                 self._encoder_layers()[0].register_forward_pre_hook(pre_hook, with_kwargs=True)
             )
-        for layer in self._layers:
+        for layer in wanted:
             if layer == 0:
                 continue
 
@@ -243,7 +262,7 @@ class HFEncoder:
         finally:
             for h in hooks:
                 h.remove()
-        return {layer: captured[layer].float() for layer in self._layers}
+        return {layer: captured[layer].float() for layer in wanted}
 
 
 def _load_hf(name: str, normalize: bool | None) -> tuple[Any, bool | None]:
@@ -272,7 +291,8 @@ def _cmvn(x: torch.Tensor) -> torch.Tensor:
 def parse_baseline(
     spec: str, layers: list[int] | None, *, hop_ms: int = 20, cmvn: bool = False
 ) -> Any:
-    """``mfcc`` | ``logmel`` | ``hf:<path-or-name>`` -> a feature source."""
+    """``mfcc`` | ``logmel`` | ``hf:<path-or-name>`` -> a frame encoder (``layers``: the layers
+    asked, checked against what the baseline has)."""
     if spec in ("mfcc", "logmel"):
         if layers not in (None, [], [0]):
             raise ConfigError(f"--layers does not apply to the {spec} baseline")
@@ -285,5 +305,9 @@ def parse_baseline(
             raise ConfigError("write the HuggingFace model as hf:<folder-or-hub-name>")
         if not layers:
             raise ConfigError(f"{spec}: give the layers to extract with --layers")
-        return HFEncoder(name, layers, name=spec)
+        hf = HFEncoder(name, name=spec)
+        bad = [layer for layer in layers if layer not in hf.layer_range]
+        if bad:
+            raise ConfigError(f"{spec}: layers must be in 0..{hf.num_layers}, got {layers}")
+        return hf
     raise ConfigError(f"unknown baseline {spec!r}; use mfcc, logmel or hf:<path-or-name>")

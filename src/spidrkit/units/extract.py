@@ -1,18 +1,16 @@
 """Feature extraction: chosen layers of an encoder (or a baseline) for every file of a corpus.
 
 ```python
-from spidrkit.units.extract import EncoderFeatures, list_audio, extract_features
+import spidrkit
+from spidrkit.units.extract import list_audio, extract_features
 items = list_audio("corpus/manifest.csv")                # or a folder of audio files
-source = EncoderFeatures(model, layers=[6])              # any SpidR / DinoSR nn.Module
-stats = extract_features(source, items, "feats/", fmt="pt")
+encoder = spidrkit.load("spidr_base")                    # or Encoder(SpectralFeatures("mfcc"))
+stats = extract_features(encoder, items, "feats/", layers=[6], fmt="pt")
 # feats/<fileid>.pt: float32 [frames, dim], 20 ms frames (feats/layer6/... for several layers)
 ```
 
-A *feature source* is any object with ``layers`` (list of int), ``dim``, ``batchable`` (a padded
-batch gives each item what it gives alone), ``num_frames(num_samples)``, ``to(device)`` and
-``__call__(wavs: list of raw 16 kHz [samples] tensors) -> {layer: [batch, frames, dim]}`` (frames
-past ``num_frames(len(wav))`` are padding and dropped). :class:`EncoderFeatures` wraps a spidrkit
-model; :mod:`spidrkit.units.baselines` has MFCC, log-mel and HuggingFace sources.
+The encoder is a :class:`spidrkit.api.Encoder` (the one front door from audio to encoder outputs:
+batching, padding, layer checks); :func:`run_corpus` runs it over :class:`AudioItem` s.
 
 Files are processed in length-sorted batches (longest first, capped by total padded samples);
 under torchrun, rank r takes every world-th file of the sorted list. A file whose outputs all
@@ -21,29 +19,25 @@ exist is skipped, and every output is written atomically, so a killed run resume
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
+from spidrkit.api import Encoder
 from spidrkit.audio import load_audio
 from spidrkit.audio.io import SAMPLE_RATE
 from spidrkit.data.scan import read_audio_list
 from spidrkit.errors import ConfigError, DataError
-from spidrkit.models.inference import layer_features, plan_batches
-from spidrkit.models.pretrained import load_pretrained
-from spidrkit.models.spidr import DinoSR, SpidR
 from spidrkit.units.files import feature_path, save_features
 from spidrkit.utils.paths import inside
 from spidrkit.utils.progress import progress
-from spidrkit.utils.provenance import check_record, source_identity
+from spidrkit.utils.provenance import check_record
 from spidrkit.utils.textfiles import check_finite_features
 
 log = logging.getLogger(__name__)
@@ -105,141 +99,31 @@ def dist_rank_world() -> tuple[int, int, int]:
     return int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0))
 
 
-def make_batches(
-    items: Sequence[AudioItem], *, max_samples: int, max_items: int, batchable: bool = True
-) -> list[list[AudioItem]]:
-    """Groups of the (already sorted) items, planned by :func:`spidrkit.models.inference.plan_batches`:
-    at most ``max_items`` items and ``len(batch) * longest <= max_samples`` per batch; when the
-    source is not ``batchable``, only items of exactly the same length share a batch."""
-    groups = plan_batches(
-        [it.num_samples for it in items],
-        max_samples=max_samples,
-        max_items=max_items,
-        equal_lengths=not batchable,
-    )
-    return [[items[i] for i in g] for g in groups]
+# -- running the encoder over a corpus -------------------------------------------------------------
 
 
-# -- the encoder as a feature source ---------------------------------------------------------------
-
-
-class EncoderFeatures:
-    """Layer representations of a SpidR / DinoSR model as a feature source.
-
-    Layers are numbered from 1 (layer 6 = the 6th Transformer layer); by default the layer result
-    before the residual (what the paper evaluates), ``before_residual=False`` for the layer output.
-    Each batch runs :func:`spidrkit.models.inference.layer_features` (standardise, pad, mask,
-    group-norm front end item by item, early exit at the highest layer).
-    """
-
-    batchable = (
-        True  # padding never leaks: the inference core masks it (and runs group norm per item)
-    )
-
-    def __init__(
-        self,
-        model: Any,
-        layers: Sequence[int],
-        *,
-        before_residual: bool = True,
-        precision: str = "fp32",
-    ) -> None:
-        self.model: SpidR | DinoSR = getattr(model, "model", model).eval()
-        cfg = self.model.config
-        self.num_layers = int(cfg.encoder_num_layers)
-        layers = sorted(set(int(x) for x in layers))
-        bad = [x for x in layers if not 1 <= x <= self.num_layers]
-        if not layers or bad:
-            raise ConfigError(
-                f"layers must be between 1 and {self.num_layers} for this model, got {list(layers)}"
-            )
-        self.layers = layers
-        self.dim = int(cfg.encoder_embed_dim)
-        self.before_residual = before_residual
-        self.precision = precision
-        self.name = type(self.model).__name__
-
-    def num_frames(self, num_samples: int) -> int:
-        return int(self.model.num_frames(int(num_samples)))
-
-    def to(self, device: torch.device | str) -> EncoderFeatures:
-        self.model.to(device)
-        return self
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    def __call__(self, wavs: list[torch.Tensor]) -> dict[int, torch.Tensor]:
-        feats, _ = layer_features(
-            self.model,
-            wavs,
-            self.layers,
-            before_residual=self.before_residual,
-            precision=self.precision,
-        )
-        return feats
-
-
-def load_encoder(spec: str | Path, device: torch.device | str = "cpu") -> nn.Module:
-    """A spidrkit model (eval mode, on ``device``) from a preset name or a checkpoint path."""
-    return load_pretrained(spec).to(device).eval()
-
-
-# -- running a source over a corpus ----------------------------------------------------------------
-
-
-def iter_features(
-    source: Any,
+def run_corpus(
+    encoder: Encoder,
     items: Sequence[AudioItem],
     *,
-    max_batch_seconds: float = 200.0,
-    max_batch_items: int = 64,
-    on_batch: Any = None,
+    layers: Sequence[int] | None = None,
+    before_residual: bool = True,
+    units: Sequence[int] | None = None,
+    on_batch: Callable[[float], Any] | None = None,
 ) -> Iterator[tuple[AudioItem, dict[int, torch.Tensor]]]:
-    """Features of each item, ``(item, {layer: [frames, dim]})``, in length-sorted order.
-
-    Audio of the next batch is decoded in a background thread while the current one runs.
-    ``on_batch(seconds)`` is called after each batch (progress bars).
-    """
+    """:meth:`spidrkit.api.Encoder.stream` over audio items: ``(item, {layer: [frames, dim]})``
+    (or codebook units of ``units``), longest first then by fileid, each decoded by
+    :func:`load_waveform` while the previous batch runs."""
     ordered = sorted(items, key=lambda it: (-it.num_samples, it.fileid))
-    batches = make_batches(
+    return encoder.stream(
         ordered,
-        max_samples=int(max_batch_seconds * SAMPLE_RATE),
-        max_items=max_batch_items,
-        batchable=source.batchable,
+        load_waveform,
+        [it.num_samples for it in ordered],
+        layers=layers,
+        before_residual=before_residual,
+        units=units,
+        on_batch=on_batch,
     )
-
-    def load(batch: list[AudioItem]) -> list[torch.Tensor]:
-        return [load_waveform(it) for it in batch]
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        future = pool.submit(load, batches[0]) if batches else None
-        for i, batch in enumerate(batches):
-            assert future is not None
-            wavs = future.result()
-            future = pool.submit(load, batches[i + 1]) if i + 1 < len(batches) else None
-            yield from run_batch(source, batch, wavs)
-            if on_batch is not None:
-                on_batch(sum(w.shape[0] for w in wavs) / SAMPLE_RATE)
-
-
-def run_batch(
-    source: Any, batch: Sequence[AudioItem], wavs: list[torch.Tensor]
-) -> list[tuple[AudioItem, dict[int, torch.Tensor]]]:
-    """Run ``source`` on one batch and crop each item to its own frame count (on CPU)."""
-    frames = [source.num_frames(w.shape[0]) for w in wavs]
-    run = [i for i, t in enumerate(frames) if t > 0]  # too short for one frame: empty output
-    out = source([wavs[i] for i in run]) if run else {}
-    results = []
-    for i, (item, t) in enumerate(zip(batch, frames, strict=True)):
-        if t == 0:
-            feats = {layer: torch.zeros(0, source.dim) for layer in source.layers}
-        else:
-            j = run.index(i)
-            feats = {layer: out[layer][j, :t].detach().cpu().clone() for layer in source.layers}
-        results.append((item, feats))
-    return results
 
 
 def _source(item: AudioItem) -> str:
@@ -283,25 +167,26 @@ class ExtractStats:
 
 
 def extract_features(
-    source: Any,
+    encoder: Encoder,
     items: Sequence[AudioItem],
     out_dir: str | Path,
     *,
+    layers: Sequence[int] | None = None,
+    before_residual: bool = True,
     fmt: str = "pt",
     dtype: torch.dtype = torch.float32,
     rank: int = 0,
     world: int = 1,
-    max_batch_seconds: float = 200.0,
-    max_batch_items: int = 64,
     show_progress: bool = True,
 ) -> ExtractStats:
-    """Write the features of this rank's share of ``items`` under ``out_dir``; skip finished files.
+    """Write the features of ``layers`` (default: every layer) for this rank's share of
+    ``items`` under ``out_dir``; skip finished files.
 
     One layer: ``<out>/<fileid>.<fmt>``; several: ``<out>/layer<L>/<fileid>.<fmt>``.
     """
     if fmt not in FEATURE_FORMATS:
         raise ConfigError(f"unknown feature format {fmt!r}; use one of {FEATURE_FORMATS}")
-    layers = list(source.layers)
+    layers = encoder.check_layers(layers)
     per_layer = len(layers) > 1
 
     def paths(item: AudioItem) -> dict[int, Path]:
@@ -317,7 +202,7 @@ def extract_features(
     # a finished file is only reused when this folder was made by the same source and options
     wanted = {
         "command": "extract",
-        **source_identity(source),
+        **encoder.identity(before_residual=before_residual),
         "layers": layers,
         "format": fmt,
         "dtype": str(dtype).removeprefix("torch."),
@@ -344,12 +229,8 @@ def extract_features(
         seconds += s
         bar.update(s)
 
-    for item, feats in iter_features(
-        source,
-        todo,
-        max_batch_seconds=max_batch_seconds,
-        max_batch_items=max_batch_items,
-        on_batch=on_batch,
+    for item, feats in run_corpus(
+        encoder, todo, layers=layers, before_residual=before_residual, on_batch=on_batch
     ):
         for layer, path in paths(item).items():
             check_finite_features(feats[layer], f"{item.path} (layer {layer})")

@@ -13,6 +13,7 @@ numbers and strings, so ``torch.load(path, weights_only=True)`` reads them.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Iterable
@@ -24,6 +25,7 @@ import torch
 
 from spidrkit.config import BIG, PROB, SEED, Range, count, field_problems
 from spidrkit.errors import CheckpointError, ConfigError, DataError
+from spidrkit.models.checkpoint import read_torch_file
 from spidrkit.utils.files import atomic_write
 from spidrkit.utils.progress import progress as bar
 from spidrkit.utils.provenance import differences
@@ -138,8 +140,6 @@ class KMeans:
             )
         saved = self.meta.get("source_id")
         if saved and identity is not None:
-            import json
-
             diff = differences(json.loads(saved), identity)
             if diff:
                 raise ConfigError(
@@ -163,8 +163,6 @@ class KMeans:
             raise CheckpointError(
                 f"k-means file {path} does not exist; train it with spidrkit kmeans"
             )
-        from spidrkit.models.checkpoint import read_torch_file
-
         try:
             obj = read_torch_file(path)  # verified against its .sha256, weights only
         except CheckpointError as exc:
@@ -350,3 +348,35 @@ def _prune(
         idx = keys.topk(m, largest=False).indices.sort().values
         x, keys = x[idx], keys[idx]
     return [x], [keys]
+
+
+def kmeans_of_frames(
+    features: Iterable[torch.Tensor],
+    config: KMeansConfig,
+    *,
+    max_frames: int,
+    layer: int | None,
+    source: str,
+    identity: dict[str, Any] | None,
+    device: torch.device | str | None = None,
+    progress: bool = False,
+) -> KMeans:
+    """``spidrkit kmeans``: a uniform sample of at most ``max_frames`` frames of ``features`` (a
+    stream of ``[T, dim]``, e.g. the features of :func:`spidrkit.units.extract.run_corpus`), then
+    :func:`fit_kmeans`. ``layer``, ``source`` (a description) and ``identity`` (the
+    :meth:`spidrkit.api.Encoder.identity` of what made the features) go into ``meta``, so that
+    ``spidrkit units`` refuses this k-means on another model or layer."""
+    frames, seen = sample_frames(features, max_frames, seed=config.seed)
+    log.info("sampled %d of %d frames (dim %d)", frames.shape[0], seen, frames.shape[1])
+    return fit_kmeans(
+        frames,
+        config,
+        device=device,
+        progress=progress,
+        meta={
+            "layer": layer,
+            "source": source,
+            "frames_seen": seen,
+            "source_id": json.dumps(identity, sort_keys=True) if identity is not None else None,
+        },
+    )

@@ -35,17 +35,17 @@ def tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:
     return h.hexdigest()[:16]
 
 
-def source_identity(source: Any) -> dict[str, Any]:
-    """What a feature source computes, as plain data: an encoder's type and weight digest (and
-    whether features are taken before the residual), or a baseline's name and settings."""
-    model = getattr(source, "model", None)
+def source_identity(source: Any, *, before_residual: bool | None = None) -> dict[str, Any]:
+    """What a frame encoder computes, as plain data: a model's type and weight digest (and, when
+    given, whether features are taken before the residual), or a baseline's name and settings."""
+    model = source if isinstance(source, torch.nn.Module) else getattr(source, "model", None)
     if isinstance(model, torch.nn.Module):
         ident: dict[str, Any] = {
             "model": type(model).__name__,
             "model_digest": tensor_digest(model.state_dict()),
         }
-        if hasattr(source, "before_residual"):
-            ident["before_residual"] = bool(source.before_residual)
+        if before_residual is not None:
+            ident["before_residual"] = bool(before_residual)
         if hasattr(source, "normalize"):
             ident["normalize"] = bool(source.normalize)
         return ident

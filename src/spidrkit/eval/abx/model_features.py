@@ -1,16 +1,25 @@
-"""Features of a SpidR/DinoSR checkpoint for ABX, computed in memory from audio (no feature files)."""
+"""Features of a SpidR/DinoSR checkpoint for ABX, computed in memory from audio (no feature files).
+
+The features come from :meth:`spidrkit.api.Encoder.stream`, the path ``spidrkit extract`` takes, so
+``abx --model`` scores exactly the features ``spidrkit extract`` would write.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Literal
 
 import torch
 
+from spidrkit.api import Encoder
 from spidrkit.audio import load_audio
-from spidrkit.audio.io import AUDIO_EXTENSIONS, SAMPLE_RATE
+from spidrkit.audio.io import AUDIO_EXTENSIONS, audio_info
 from spidrkit.data.manifest import read_manifest
 from spidrkit.errors import DataError
+from spidrkit.eval.abx.api import compute_abx_modes
+from spidrkit.eval.abx.items import Items
+from spidrkit.eval.abx.result import ABXConfig, ABXResult
 from spidrkit.utils.progress import progress
 from spidrkit.utils.textfiles import check_finite_features
 
@@ -40,31 +49,64 @@ def find_audio(fileids: Sequence[str], root: str | Path | None = None, manifest=
 
 
 def model_features(
-    encoder,
+    encoder: Encoder,
     audio: Mapping[str, str | Path],
     layers: Sequence[int],
-    batch_files: int = 8,
     dtype: torch.dtype = torch.float16,
     show_progress: bool = True,
 ) -> dict[int, dict[str, torch.Tensor]]:
-    """``{layer: {fileid: [T, D]}}`` from ``encoder.features`` (a :func:`spidrkit.load` encoder).
+    """``{layer: {fileid: [T, D]}}`` from ``encoder`` (a :func:`spidrkit.load` encoder), in the
+    length-sorted batches of :meth:`~spidrkit.api.Encoder.stream` (lengths read from the headers).
 
     Features are kept on the CPU in ``dtype`` (float16 halves the memory of many layers; ABX
     distances are computed in float32).
     """
     out: dict[int, dict[str, torch.Tensor]] = {layer: {} for layer in layers}
-    fileids = sorted(audio)
+    lengths = {f: audio_info(p, name=str(p)).num_samples() for f, p in audio.items()}
+    fileids = sorted(audio, key=lambda f: (-lengths[f], f))
     bar = progress(total=len(fileids), desc="features", enabled=show_progress)
-    for k in range(0, len(fileids), batch_files):
-        chunk = fileids[k : k + batch_files]
-        wavs = [torch.from_numpy(load_audio(audio[f], name=str(audio[f]))) for f in chunk]
-        feats = encoder.features(wavs, sample_rate=SAMPLE_RATE, layers=list(layers))
-        for fid, per_layer in zip(chunk, feats, strict=True):
-            for layer in layers:
-                x = check_finite_features(
-                    per_layer[layer].detach(), f"{audio[fid]} (layer {layer})"
-                )
-                out[layer][fid] = x.to("cpu", dtype)
-        bar.update(len(chunk))
+    stream = encoder.stream(
+        fileids,
+        lambda f: torch.from_numpy(load_audio(audio[f], name=str(audio[f]))),
+        [lengths[f] for f in fileids],
+        layers=layers,
+    )
+    for fid, per_layer in stream:
+        for layer in layers:
+            x = check_finite_features(per_layer[layer], f"{audio[fid]} (layer {layer})")
+            out[layer][fid] = x.to("cpu", dtype)
+        bar.update(1)
     bar.close()
     return out
+
+
+def model_abx(
+    items: Items,
+    encoder: Encoder,
+    audio: Mapping[str, str | Path],
+    layers: Sequence[int],
+    config: ABXConfig,
+    *,
+    label: str,
+    speakers: tuple[Literal["within", "across"], ...] = ("within",),
+    contexts: tuple[Literal["within", "any"], ...] = ("within",),
+    device: torch.device | str = "cpu",
+    show_progress: bool = True,
+) -> list[ABXResult]:
+    """``spidrkit abx --model``: the ABX results of every layer of ``encoder`` (features of the
+    ``audio`` of each item file id, computed in memory by :func:`model_features`), every mode."""
+    feats = model_features(encoder, audio, layers, show_progress=show_progress)
+    results: list[ABXResult] = []
+    for layer in layers:
+        results += compute_abx_modes(
+            items,
+            feats.pop(layer),
+            config,
+            speakers=speakers,
+            contexts=contexts,
+            label=label,
+            layer=layer,
+            device=device,
+            show_progress=show_progress,
+        )
+    return results
