@@ -37,7 +37,7 @@ from torch import nn
 from spidrkit.audio.io import SAMPLE_RATE
 from spidrkit.data import conv_num_frames, make_dataloader
 from spidrkit.errors import ConfigError, SpidrkitError
-from spidrkit.models import build_model
+from spidrkit.models import DinoSR, SpidR, build_model
 from spidrkit.train import adapt
 from spidrkit.train import checkpoint as ckpt
 from spidrkit.train import distributed as dist_utils
@@ -264,6 +264,10 @@ class Trainer:
                 adapt.load_init_weights(model, init_src, teacher=cfg.run.init_teacher)
         model.to(self.device)
         if init_src is not None and cfg.run.init_codebooks == "kmeans":
+            if not isinstance(model, SpidR | DinoSR):
+                raise ConfigError(
+                    f"run.init_codebooks = 'kmeans' needs a SpidR or DinoSR model, not {type(model)}"
+                )
             adapt.init_codebooks_from_data(model, cfg)
             if dist_utils.is_initialized():  # every rank holds rank 0's codebooks
                 for buf in model.codebooks.buffers():
@@ -477,7 +481,7 @@ class Trainer:
         """The training checkpoint: official keys plus RNG (every rank), sampler and counters.
         Collective (:meth:`Engine.state_dict`): every rank calls it."""
         meta: dict[str, Any] = {}
-        model_cfg = getattr(self.model, "config", None)
+        model_cfg: Any = getattr(self.model, "config", None)
         if hasattr(model_cfg, "to_dict"):  # self-describing, as spidrkit.models.save_model writes
             meta = {
                 "spidrkit": {"model_type": self.cfg.run.model_type, "config": model_cfg.to_dict()}
