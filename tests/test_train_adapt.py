@@ -20,6 +20,7 @@ from test_train_loop import _assert_same, _run_cli
 from train_helpers import REPO, TINY_TOML, make_corpus, tiny_overrides
 
 ADAPT_TOML = REPO / "src" / "spidrkit" / "configs" / "adapt.toml"
+ADAPT_MFCC_TOML = REPO / "src" / "spidrkit" / "configs" / "adapt_mfcc.toml"
 
 
 @pytest.fixture(scope="module")
@@ -341,6 +342,27 @@ def test_adapt_recipe_is_shipped(capsys):
     assert main(["config", "show", "adapt"]) == 0
     shown = capsys.readouterr().out
     assert "init_codebooks" in shown and "encoder_embed_dim" not in shown
+    assert main(["config", "show", "adapt_mfcc"]) == 0
+    shown = capsys.readouterr().out
+    assert 'warmup_targets = "mfcc"' in shown and "encoder_embed_dim" not in shown
+
+
+def test_adapt_mfcc_continues_the_mfcc_targets_of_the_source(corpus, source, tmp_path):
+    sets = _adapt_sets(corpus, tmp_path / "m", **{"run.init_checkpoint": f'"{source}"'})
+    cfg = load_train_config(ADAPT_MFCC_TOML, sets)
+    assert cfg.model.warmup_targets == "mfcc" and cfg.model.warmup_unmasked_weight == 1.0
+    assert cfg.model.warmup_target_steps > cfg.run.max_steps  # MFCC codes for the whole run
+    assert cfg.optimizer.lr == load_train_config(ADAPT_TOML, sets).optimizer.lr
+    trainer = Trainer(cfg)
+    src, own = _model_state(source), trainer.model.state_dict()
+    mfcc_keys = [k for k in own if k.startswith("warmup_codebook.")]
+    assert mfcc_keys and all(torch.equal(own[k], src[k]) for k in mfcc_keys)
+    result = pretrain(cfg)
+    assert result.step == cfg.run.max_steps
+    state = ckpt.load_checkpoint(result.checkpoint)
+    assert state["init"]["source"] == str(source)
+    key = "student.layers.0.feed_forward.intermediate_dense.weight"
+    assert not torch.equal(state["model"][key], src[key])  # it trained
 
 
 def test_lloyd_kmeans_finds_separated_clusters_deterministically():
