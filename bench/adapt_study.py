@@ -178,7 +178,7 @@ def study(args: argparse.Namespace) -> None:
                 with held(args.lock):  # one run = its training and its ABX
                     if kind == "adapt":
                         sets += [f"run.max_steps={args.steps}", *args.adapt_set]
-                        ckpt, train_min = train(sets, "adapt", args.source, out / name, args)
+                        ckpt, train_min = train(sets, args.recipe, args.source, out / name, args)
                     else:
                         sets += scratch_sets(args.steps)
                         ckpt, train_min = train(sets, "small", None, out / name, args)
@@ -247,6 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=300, help="training steps of every run [300]")
     p.add_argument(
         "--adapt-set", action="append", default=[], help="extra --set for the adapt runs"
+    )
+    p.add_argument(
+        "--recipe",
+        default="adapt",
+        help="the shipped recipe of the adapt runs (adapt, adapt_mfcc) [adapt]",
     )
     p.add_argument(
         "--adapt-name",

@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from spidrkit.config import dump_toml
-from spidrkit.demo import PLANS, DemoPlan, pretrain_config
+from spidrkit.demo import PLANS, DemoPlan, pretrain_overrides
 from spidrkit.train.checkpoint import find_latest_checkpoint
+from spidrkit.train.config import load_train_config
 from spidrkit.train.monitor import last_train_metrics
 
 FINAL_KEYS = ("loss", "target_ppl", "pred_ppl", "active_codewords", "active_codewords_min")
@@ -110,7 +111,10 @@ def run_one(
 ) -> dict[str, Any]:
     run_dir = out / f"{name}-s{seed}-n{plan.train_steps}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    cfg = pretrain_config(plan, corpus, run_dir / "train")
+    # the demo's recipe (configs/small.toml + the plan's overrides), as a plain dict to edit
+    cfg = load_train_config(
+        plan.recipe, pretrain_overrides(plan, corpus, run_dir / "train")
+    ).to_dict()
     cfg["run"]["seed"] = seed
     cfg["run"]["progress"] = False
     cfg["run"]["tensorboard"] = False
@@ -132,7 +136,7 @@ def run_one(
         minutes_file.write_text(f"{(time.perf_counter() - t0) / 60:.3f}\n")
     minutes = float(minutes_file.read_text())
     ckpt = find_latest_checkpoint(run_dir / "train" / "checkpoints")
-    layers = cfg["model"].get("encoder_num_layers", plan.num_layers)
+    layers = cfg["model"]["encoder_num_layers"]
     abx_json = run_dir / "abx.json"
     _spidrkit(
         [
