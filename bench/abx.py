@@ -15,9 +15,19 @@ so both see the same machine load. Times are the ABX call alone (reading feature
 imports excluded, after one untimed warm-up call on each side). The ratio is fastabx / spidrkit
 per repeat (> 1: spidrkit is faster); the table shows medians and the min-max spread.
 
+``--whole-process`` times what a user waits for instead: each repeat starts a fresh
+``spidrkit abx ITEM FEATURES ...`` process (the ``spidrkit`` script next to this Python) and a
+fresh ``python -m fastabx ITEM FEATURES ...`` process (fastabx's CLI, in ``--fastabx-python``),
+alternating as above: interpreter start-up, imports, reading the item and feature files, the ABX
+and the output, wall clock. Both get ``OMP_NUM_THREADS=--threads`` (spidrkit also ``--threads``);
+one untimed run of each first warms the page cache. A last row times ``python -c "import torch"``
+in both interpreters the same way: the floor under both.
+
     python bench/abx.py --fastabx-python /work/fastabx-venv/bin/python --threads 1
     python bench/abx.py --task gaussian --subsample on --fastabx-python ...
     python bench/abx.py --repeats 1 --modes within/any          # spidrkit alone
+    python bench/abx.py --whole-process --item dev/abx.item --features feats/mfcc --step 0.01 \
+        --subsample on --repeats 5 --threads 1 --fastabx-python /work/fastabx-venv/bin/python
 """
 
 from __future__ import annotations
@@ -31,6 +41,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -164,6 +176,64 @@ class FastABX:
         self.proc.wait()
 
 
+class WholeProcess:
+    """Each call a fresh process: ``spidrkit abx`` (ours) or ``python -m fastabx`` (theirs)."""
+
+    def __init__(self, threads: int, fastabx_python: str | None) -> None:
+        self.threads, self.fastabx_python = threads, fastabx_python
+        self.env = dict(os.environ)
+        if threads > 0:
+            self.env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        script = Path(sys.executable).with_name("spidrkit")
+        self.spidrkit = (
+            [str(script)] if script.is_file() else [sys.executable, "-m", "spidrkit.cli.main"]
+        )
+
+    def _time(self, cmd: list[str], what: str) -> tuple[float, str]:
+        t0 = time.perf_counter()
+        out = subprocess.run(cmd, capture_output=True, text=True, env=self.env, cwd="/")
+        seconds = time.perf_counter() - t0
+        if out.returncode != 0:
+            raise SystemExit(f"{what} failed ({out.returncode}): {' '.join(cmd)}\n{out.stderr}")
+        return seconds, out.stdout
+
+    def ours(self, item: Path, features: Path, cfg: ABXConfig) -> tuple[float, float]:
+        cmd = [*self.spidrkit, "abx", str(item), str(features), "--speaker", cfg.speaker]
+        cmd += ["--context", cfg.context, "--distance", cfg.distance, "--step", str(cfg.step)]
+        cmd += ["--max-size-group", str(cfg.max_size_group or 0), "--seed", str(cfg.seed)]
+        cmd += ["--max-x-across", str(cfg.max_x_across or 0), "--no-progress", "--json", "-"]
+        if self.threads > 0:
+            cmd += ["--threads", str(self.threads)]
+        seconds, out = self._time(cmd, "spidrkit abx")
+        return seconds, json.loads(out)["results"][0]["error"]
+
+    def theirs(self, item: Path, features: Path, cfg: ABXConfig) -> tuple[float, float]:
+        assert self.fastabx_python
+        cmd = [self.fastabx_python, "-m", "fastabx", str(item), str(features)]
+        cmd += ["--speaker", cfg.speaker, "--context", cfg.context, "--distance", cfg.distance]
+        cmd += ["--frequency", str(round(1 / cfg.step)), "--seed", str(cfg.seed)]
+        cmd += ["--max-size-group", str(cfg.max_size_group or -1), "--device", "cpu"]
+        cmd += ["--max-x-across", str(cfg.max_x_across or -1), "--output", "json", "--quiet"]
+        seconds, out = self._time(cmd, "fastabx")
+        return seconds, float(json.loads(out.strip().splitlines()[-1])["score"])
+
+    def import_torch(self, python: str) -> tuple[float, float]:
+        return self._time([python, "-c", "import torch"], "import torch")[0], float("nan")
+
+
+def fastabx_info(python: str, env: dict[str, str]) -> dict:
+    """fastabx's and torch's versions and torch's thread count in ``python``, under ``env``."""
+    code = (
+        "import json, sys, torch; from importlib.metadata import version; print(json.dumps("
+        "{'fastabx': version('fastabx'), 'torch': torch.__version__, "
+        "'threads': torch.get_num_threads(), 'python': sys.version.split()[0]}))"
+    )
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, env=env, cwd="/")
+    if out.returncode != 0:
+        raise SystemExit(f"{python} cannot import fastabx and torch:\n{out.stderr}")
+    return json.loads(out.stdout)
+
+
 def run_spidrkit(item: Path, features: Path, cfg: ABXConfig) -> tuple[float, float]:
     t0 = time.perf_counter()
     res = compute_abx(item, features, cfg, show_progress=False)
@@ -201,6 +271,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="torch threads, both sides (0: default)")
     ap.add_argument("--fastabx-python", help="Python of a venv with fastabx (run as a black box)")
+    ap.add_argument(
+        "--whole-process",
+        action="store_true",
+        help="time fresh `spidrkit abx` / `python -m fastabx` processes (start-up, imports, reading)",
+    )
     ap.add_argument("--json", type=Path, help="write every timing here")
     args = ap.parse_args()
     if args.threads > 0:
@@ -223,17 +298,24 @@ def main() -> None:
             "40-d log-mel, 10 ms)"
         )
     n_items = sum(1 for _ in item.open()) - 1
-    fast = FastABX(args.fastabx_python, args.threads) if args.fastabx_python else None
+    item, feats = item.resolve(), feats.resolve()  # the whole-process runs start in /
+    whole = WholeProcess(args.threads, args.fastabx_python) if args.whole_process else None
+    fast = FastABX(args.fastabx_python, args.threads) if args.fastabx_python and not whole else None
+    info = fast.info if fast else None
+    if whole and args.fastabx_python:
+        info = fastabx_info(args.fastabx_python, whole.env)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    ours_threads = args.threads if whole and args.threads > 0 else torch.get_num_threads()
     print(
         f"# task: {name}, {n_items} items (ready in {time.perf_counter() - t0:.1f} s)\n"
-        f"# {platform.machine()} {os.cpu_count()} CPUs, load average {load:.1f}; spidrkit: "
-        f"Python {platform.python_version()}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads"
+        f"# {platform.machine()} {os.cpu_count()} CPUs, load average {load:.1f}; "
+        + ("whole processes; " if whole else "")
+        + f"spidrkit: Python {platform.python_version()}, torch {torch.__version__}, "
+        f"{ours_threads} threads"
         + (
-            f"; fastabx {fast.info['fastabx']}: Python {fast.info['python']}, torch "
-            f"{fast.info['torch']}, {fast.info['threads']} threads"
-            if fast
+            f"; fastabx {info['fastabx']}: Python {info['python']}, torch "
+            f"{info['torch']}, {info['threads']} threads"
+            if info
             else ""
         ),
         flush=True,
@@ -253,42 +335,53 @@ def main() -> None:
                     max_x_across=5 if sub else None,
                 )
             )
-    # one untimed call each: first-call costs (lazy imports, allocator) are not the ABX's
+    if whole:
+        ours_fn = whole.ours
+        theirs_fn = whole.theirs if args.fastabx_python else None
+    else:
+        ours_fn, theirs_fn = run_spidrkit, fast.run if fast else None
+    # one untimed call each: first-call costs (lazy imports, allocator, page cache) are not the ABX's
     warm = ABXConfig(step=step, max_size_group=2, distance=args.distance)
-    run_spidrkit(item, feats, warm)
-    if fast:
-        fast.run(item, feats, warm)
+    ours_fn(item, feats, warm)
+    if theirs_fn:
+        theirs_fn(item, feats, warm)
 
     head = "| mode | subsampling | spidrkit s | ABX % |"
-    if fast:
+    if theirs_fn:
         head += " fastabx s | ABX % | fastabx / spidrkit |"
     print(head)
     print("|" + "---|" * (head.count("|") - 1), flush=True)
     records = []
-    for cfg in configs:
+    rows: list[tuple[str, str, Callable, Callable | None]] = [
+        (f"{c.speaker}/{c.context}", "ZeroSpeech" if c.max_size_group else "none",
+         partial(ours_fn, item, feats, c), theirs_fn and partial(theirs_fn, item, feats, c))
+        for c in configs
+    ]  # fmt: skip
+    if whole:
+        theirs_torch = partial(whole.import_torch, args.fastabx_python) if theirs_fn else None
+        rows.append(
+            ("`import torch`", "", partial(whole.import_torch, sys.executable), theirs_torch)
+        )
+    for mode, sub, ours_call, theirs_call in rows:
         ours, theirs = [], []
         for rep in range(args.repeats):
-            first_ours = rep % 2 == 0 or not fast
+            first_ours = rep % 2 == 0 or not theirs_call
             if first_ours:
-                ours.append(run_spidrkit(item, feats, cfg))
-            if fast:
-                theirs.append(fast.run(item, feats, cfg))
+                ours.append(ours_call())
+            if theirs_call:
+                theirs.append(theirs_call())
             if not first_ours:
-                ours.append(run_spidrkit(item, feats, cfg))
-        sub = "ZeroSpeech" if cfg.max_size_group else "none"
-        row = (
-            f"| {cfg.speaker}/{cfg.context} | {sub} | {spread([t for t, _ in ours], '.2f')} "
-            f"| {100 * ours[0][1]:.3f} |"
-        )
-        rec = {"mode": f"{cfg.speaker}/{cfg.context}", "subsampling": sub, "spidrkit": ours}
-        if fast:
+                ours.append(ours_call())
+        row = f"| {mode} | {sub} | {spread([t for t, _ in ours], '.2f')} | {100 * ours[0][1]:.3f} |"
+        rec = {"mode": mode, "subsampling": sub, "spidrkit": ours}
+        if theirs_call:
             ratios = [f[0] / o[0] for f, o in zip(theirs, ours, strict=True)]
             row += (
                 f" {spread([t for t, _ in theirs], '.2f')} | {100 * theirs[0][1]:.3f} "
                 f"| {spread(ratios, '.2f')}x |"
             )
             rec.update(fastabx=theirs, ratios=ratios)
-        print(row, flush=True)
+        print(row.replace("| nan |", "| |"), flush=True)
         records.append(rec)
     if fast:
         fast.close()

@@ -263,6 +263,9 @@ def test_units_jsonl_and_item_file(tmp_path):
     assert res.error == 0.0 and res.n_cells == 2
 
 
+ITEM_HEADER_FIELDS = ["#file", "onset", "offset", "#phone", "prev-phone", "next-phone", "speaker"]
+
+
 def test_bad_item_file_names_file_and_line(tmp_path):
     p = tmp_path / "bad.item"
     p.write_text("#file onset offset #phone prev-phone next-phone speaker\nu1 0.0 0.1 a x y\n")
@@ -274,6 +277,37 @@ def test_bad_item_file_names_file_and_line(tmp_path):
     p.write_text("file onset offset\n")
     with pytest.raises(DataError, match=r"bad\.item:1: expected the item header"):
         read_item_file(p)
+
+
+def test_item_file_column_and_line_readers_agree(tmp_path, monkeypatch):
+    from spidrkit.eval.abx import items as items_mod
+
+    p = tmp_path / "ok.item"
+    rows = [
+        "u1 0.0 0.1 a x y s1",
+        "u1 0.1 0.25 b a y s1",
+        "",
+        "u2 1e-1 0.3 a x y s2 ",
+        "u2 0 0 c x y s2",
+    ]
+    p.write_bytes(("\ufeff" + "\r\n".join([" ".join(ITEM_HEADER_FIELDS), *rows]) + "\n").encode())
+    fast = items_mod._read_valid_item_file(p)
+    assert fast is not None and len(fast) == 4
+    monkeypatch.setattr(items_mod, "_read_valid_item_file", lambda path: None)
+    slow = read_item_file(p)
+    for name in ("fileid", "phone", "prev_phone", "next_phone", "speaker"):
+        assert getattr(fast, name) == getattr(slow, name)
+    assert fast.onset.tolist() == slow.onset.tolist() and fast.onset.dtype == slow.onset.dtype
+    assert fast.offset.tolist() == slow.offset.tolist()
+    monkeypatch.undo()
+    # every rule the line reader names a line for sends the column reader back to it
+    head = " ".join(ITEM_HEADER_FIELDS) + "\n"
+    for body in ["u1 0.0 0.1 a x y\n", "u1 0.0 zero a x y s\n", "u1 0.2 0.1 a x y s\n",
+                 "u1 0 nan a x y s\n", "u1 0 0.1 a x y s\nu1 0.0 0.10 b x y s\n", "u1 0 99 a x y s\n"]:  # fmt: skip
+        p.write_text(head + body)
+        assert items_mod._read_valid_item_file(p) is None, body
+        with pytest.raises(DataError, match=r"ok\.item:\d"):
+            read_item_file(p)
 
 
 def test_tiles_do_not_change_distances():

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -88,6 +91,44 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "features folder not found" in capsys.readouterr().err
     assert main(["abx", str(item)]) == 2
     assert "--model" in capsys.readouterr().err
+
+
+def test_cli_as_a_process_writes_everything_and_exits_with_its_code(tmp_path):
+    """As the program, `spidrkit abx` ends without the interpreter's teardown: its output must
+    still be complete, and its exit code the command's; it never loads the encoder modules."""
+    item, feats = write_task(tmp_path)
+    out_json, out_csv = tmp_path / "r.json", tmp_path / "c.csv"
+    code = (
+        "import sys; from spidrkit.cli.main import main; sys.argv[0] = 'spidrkit'; rc = main(); "
+        "print('not reached'); sys.exit(rc)"
+    )
+    args = [sys.executable, "-c", code, "abx", str(item), str(feats), "--max-size-group", "0"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    probe = "; import sys; print(sorted(m for m in sys.modules if m.startswith('spidrkit.units')))"
+    out = subprocess.run(
+        [*args, "--json", str(out_json), "--csv", str(out_csv), "--no-progress"],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "within  within" in out.stdout and out.stdout.rstrip().endswith(f"wrote {out_csv}")
+    assert "not reached" not in out.stdout
+    assert read_results_json(out_json)[0].n_cells > 0 and len(out_csv.read_text().splitlines()) > 1
+    bad = subprocess.run([*args[:4], str(item), str(tmp_path / "nofeats")], capture_output=True,
+                         text=True, env=env)  # fmt: skip
+    assert bad.returncode == 2 and "features folder not found" in bad.stderr
+    loaded = subprocess.run([sys.executable, "-c", "import spidrkit.eval.abx" + probe],
+                            capture_output=True, text=True, env=env, check=True)  # fmt: skip
+    assert loaded.stdout.strip() == "['spidrkit.units', 'spidrkit.units.files']"
+
+
+def test_named_command_builds_one_subparser():
+    from spidrkit.cli.main import build_parser, named_command
+
+    assert named_command(["-v", "abx", "x.item"]) == "abx"
+    assert named_command(["--help", "abx"]) is None and named_command(["nope"]) is None
+    assert named_command([]) is None
+    choices = build_parser("abx")._subparsers._group_actions[0].choices  # noqa: SLF001
+    assert list(choices) == ["abx"]
 
 
 def test_cli_help_has_example(capsys):

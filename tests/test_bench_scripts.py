@@ -20,6 +20,13 @@ def zerospeech_abx(item, root, *, max_size_group, max_x_across=None, speaker="wi
     assert max_size_group is None or max_size_group >= 2
     return 0.25
 """
+FAKE_FASTABX_MAIN = """
+import json, sys
+args = sys.argv[1:]
+assert args[args.index("--device") + 1] == "cpu" and "--quiet" in args
+assert args[args.index("--output") + 1] == "json" and args[args.index("--frequency") + 1] == "50"
+print(json.dumps({"speaker": args[args.index("--speaker") + 1], "score": 0.25}))
+"""
 
 
 def run(args: list[str], env: dict | None = None, timeout: int = 300) -> str:
@@ -53,6 +60,21 @@ def test_bench_abx_alone_and_side_by_side(tmp_path):
     for r in json.loads((tmp_path / "b.json").read_text())["runs"]:
         assert [e for _, e in r["fastabx"]] == [0.25, 0.25]
         assert r["ratios"] == [f[0] / o[0] for f, o in zip(r["fastabx"], r["spidrkit"])]
+    # whole processes: `spidrkit abx` against `python -m fastabx`, same ABX as in-process
+    (site / "fastabx" / "__main__.py").write_text(FAKE_FASTABX_MAIN)
+    whole = run(
+        [*common, "--modes", "across/any", "--subsample", "off", "--whole-process",
+         "--fastabx-python", sys.executable, "--json", str(tmp_path / "c.json")],
+        env={"PYTHONPATH": str(site)},
+    )  # fmt: skip
+    assert "whole processes" in whole and "| `import torch` |" in whole
+    c = json.loads((tmp_path / "c.json").read_text())["runs"]
+    assert [(r["mode"], r["subsampling"]) for r in c] == [
+        ("across/any", "none"),
+        ("`import torch`", ""),
+    ]
+    assert [e for _, e in c[0]["spidrkit"]] == [e for _, e in runs[3]["spidrkit"]]
+    assert [e for _, e in c[0]["fastabx"]] == [0.25, 0.25] and len(c[0]["ratios"]) == 2
 
 
 @pytest.mark.slow

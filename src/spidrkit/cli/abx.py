@@ -32,11 +32,13 @@ from spidrkit.cli.options import (
     add_no_progress,
     count,
     json_to_stdout,
+    startup_done,
     write_json_output,
 )
 from spidrkit.errors import ConfigError
 
 HELP = "ABX error rate of features, units or checkpoint layers"
+ONE_SHOT = True  # spidrkit.cli.main: a short command, nothing to clean up once results are written
 
 
 def _modes(value: str, allowed: tuple[str, ...], flag: str) -> tuple[str, ...]:
@@ -123,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
         write_results_json,
     )
     from spidrkit.utils.device import resolve_device
+
+    startup_done()
 
     if (args.model is None) == (args.features is None):
         raise ConfigError("give either FEATURES (a folder or a units .jsonl) or --model")

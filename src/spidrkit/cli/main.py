@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import logging
 import os
 import sys
+from typing import NoReturn
 
 from spidrkit import __version__
 from spidrkit.cli.options import THREADED_COMMANDS, OneLineParser, add_threads, apply_threads
@@ -36,7 +38,8 @@ COMMANDS: list[tuple[str, str]] = [
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The ``spidrkit`` parser; ``only``: with that one command (its module alone is imported)."""
     parser = OneLineParser(
         prog="spidrkit",
         description="SpidR/DinoSR speech encoders: pretrain, extract units, evaluate.",
@@ -45,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name in COMMANDS:
+        if only is not None and name != only:
+            continue
         try:
             module = importlib.import_module(f"spidrkit.cli.{module_name}")
         except ImportError as exc:  # a broken install or a bug: never hide a command
@@ -60,15 +65,51 @@ def build_parser() -> argparse.ArgumentParser:
         module.add_arguments(p)
         if name in THREADED_COMMANDS:
             add_threads(p)
-        p.set_defaults(_run=module.run)
+        p.set_defaults(_run=module.run, _one_shot=getattr(module, "ONE_SHOT", False))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``spidrkit ARGV``; the exit code.
+
+    As the program (``argv`` None), a command whose module sets ``ONE_SHOT`` (a short command that
+    leaves nothing to clean up: files closed, no worker processes) starts with Python's cyclic
+    garbage collector paused until it calls :func:`spidrkit.cli.options.startup_done` after its
+    imports (torch's import creates about a million long-lived objects, and each full collection
+    over them costs about 0.1 s), and ends the process as soon as its output is flushed, without
+    the interpreter's teardown (about 0.25 s once torch is loaded).
+    """
     # before torch loads OpenMP: idle threads sleep rather than spin (see apply_threads)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    parser = build_parser()
+    as_program = argv is None
+    if as_program:
+        gc.disable()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(named_command(argv))
     args = parser.parse_args(argv)
+    one_shot = as_program and getattr(args, "_one_shot", False)
+    if not one_shot:
+        gc.enable()
+    code = run_command(parser, args)
+    if one_shot:
+        exit_now(code)
+    return code
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the process with ``code`` after flushing the standard streams and the logs, skipping
+    the interpreter's teardown (garbage-collecting every module torch loaded)."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed (BrokenPipe handling) or gone: nothing to flush
+            pass
+    os._exit(code)
+
+
+def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """The parsed command's exit code; errors become one line on stderr."""
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -115,6 +156,17 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+def named_command(argv: list[str]) -> str | None:
+    """The command that ``argv`` runs, when its first word is one (``spidrkit -v abx ...``): the
+    parser then imports that command's module alone. ``None`` (every command) otherwise."""
+    for arg in argv:
+        if arg in ("-h", "--help"):  # `spidrkit --help CMD`: the full list
+            return None
+        if not arg.startswith("-"):
+            return arg if arg in {name for name, _ in COMMANDS} else None
+    return None
 
 
 def one_line(text: str, limit: int = 2000) -> str:

@@ -8,6 +8,7 @@ what the training commands share (:func:`add_training_options`).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -334,6 +335,15 @@ def add_threads(parser: argparse.ArgumentParser) -> None:
         help="CPU threads of torch (default: torch's, one per core; OMP_NUM_THREADS also works). "
         "On a machine shared with other jobs, give each job its share, e.g. --threads 1",
     )
+
+
+def startup_done() -> None:
+    """Called by a ``ONE_SHOT`` command once its imports are done: the objects they created are
+    moved out of the garbage collector's sight (``gc.freeze``: they live as long as the process)
+    and collection resumes for the work itself. Does nothing where the collector already runs."""
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
 
 
 def apply_threads(threads: int | None) -> None:

@@ -300,7 +300,8 @@ class FeatureFolder(Mapping[str, torch.Tensor]):
         if not self.root.is_dir():
             raise DataError(f"{self.root}: features folder not found")
 
-    def _path(self, fileid: str) -> Path | None:
+    def path(self, fileid: str) -> Path | None:
+        """The file of ``fileid`` (``.pt`` first, then ``.npy``), ``None`` when there is none."""
         if not is_safe_relative(fileid):  # an item file cannot reach outside the folder
             return None
         for ext in FEATURE_SUFFIXES:
@@ -310,13 +311,13 @@ class FeatureFolder(Mapping[str, torch.Tensor]):
         return None
 
     def __getitem__(self, fileid: str) -> torch.Tensor:
-        p = self._path(fileid)
+        p = self.path(fileid)
         if p is None:
             raise KeyError(fileid)
         return load_features(p)
 
     def __contains__(self, fileid: object) -> bool:
-        return isinstance(fileid, str) and self._path(fileid) is not None
+        return isinstance(fileid, str) and self.path(fileid) is not None
 
     def __iter__(self) -> Iterator[str]:
         for p in sorted(_feature_files(self.root)):

@@ -16,6 +16,7 @@ from spidrkit.errors import ConfigError, DataError
 from spidrkit.eval.abx.items import (
     FeatureFolder,
     Items,
+    load_feature_file,
     match_keys,
     read_item_file,
     read_units_jsonl,
@@ -67,13 +68,14 @@ def compute_abx(
     rng = np.random.default_rng(config.seed)
     keep = subsample(items, config, rng)
     kept = items.subset(keep)
+    order, groups = item_groups(kept, config.speaker, config.context)
     bank = gather_frames(
         kept,
         features,
         config.step,
         config.drop_last,
         show_progress,
-        order=item_groups(kept, config.speaker, config.context)[0],  # tiles: contiguous slices
+        order=order,  # tiles: contiguous slices
         distance=config.distance,
     )
     cells = build_cells(bank.items, config, rng)
@@ -85,7 +87,8 @@ def compute_abx(
     blocks = Blocks(cells)
     i, j, pos = blocks.item_pairs()
     log.info("ABX: %d items, %d cells, %d item pairs", len(bank.length), len(cells), len(i))
-    order, groups = item_groups(bank.items, config.speaker, config.context)
+    if len(bank.length) < len(kept):  # items without frames were dropped: group the rest
+        order, groups = item_groups(bank.items, config.speaker, config.context)
     values = pair_dtw(
         bank, i, j, config.distance, device, order, show_progress=show_progress, groups=groups
     )
@@ -135,7 +138,11 @@ def compute_abx_modes(
         features = units_as_features(read_units_jsonl(features), items, source=str(features))
     elif isinstance(features, str | Path):
         folder = FeatureFolder(features)
-        features = {fid: folder[fid] for fid in sorted(set(items.fileid)) if fid in folder}
+        features = {}
+        for fid in sorted(set(items.fileid)):
+            path = folder.path(fid)
+            if path is not None:  # missing files: compute_abx names them
+                features[fid] = load_feature_file(path)
     return [
         compute_abx(items, features, replace(config, speaker=s, context=c), **kwargs)
         for s in speakers

@@ -34,7 +34,7 @@ __all__ = [
     "read_item_file",
     "read_units_jsonl",
 ]
-from spidrkit.utils.textfiles import duplicate_error, iter_lines
+from spidrkit.utils.textfiles import MAX_LINE_BYTES, duplicate_error, iter_lines
 
 MAX_OFFSET_S = 24 * 3600
 """Latest accepted item end (as the longest audio file spidrkit reads)."""
@@ -98,6 +98,9 @@ def read_item_file(path: str | Path) -> Items:
     ``0 <= onset <= offset``, and the same (file, onset, offset) twice (it would count twice).
     """
     path = Path(path)
+    items = _read_valid_item_file(path)
+    if items is not None:
+        return items
     rows = []
     seen: dict[tuple[str, float, float], int] = {}
     for lineno, line in iter_lines(path, "ABX item file"):
@@ -140,6 +143,53 @@ def read_item_file(path: str | Path) -> Items:
     if not rows:
         raise DataError(f"{path}: no items after the header")
     return Items.from_rows(rows)
+
+
+_FAST_READ_MAX_BYTES = 1 << 30
+
+
+def _read_valid_item_file(path: Path) -> Items | None:
+    """:func:`read_item_file` of a valid file in one pass over whole columns; ``None`` when the
+    file breaks any rule there (or cannot be read), so that the line-by-line reader names the line
+    and the problem. Both give the same :class:`Items`."""
+    try:
+        if not path.is_file():  # a device or a pipe (/dev/zero, endless): the line reader's limits
+            return None
+        with path.open("rb") as f:
+            data = f.read(_FAST_READ_MAX_BYTES + 1)
+        if len(data) > _FAST_READ_MAX_BYTES:
+            return None
+        text = data.decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    lines = text.removeprefix("\ufeff").split("\n")
+    if lines[0].split() != ITEM_HEADER or max(map(len, lines)) > MAX_LINE_BYTES // 4:
+        return None  # (a line of MAX_LINE_BYTES // 4 characters is at most MAX_LINE_BYTES bytes)
+    rows = [fields for fields in map(str.split, lines[1:]) if fields]
+    if not rows or any(len(fields) != 7 for fields in rows):
+        return None
+    fileid, onset_s, offset_s, phone, prev_phone, next_phone, speaker = zip(*rows, strict=True)
+    try:
+        onset = np.fromiter(map(float, onset_s), np.float64, len(rows))
+        offset = np.fromiter(map(float, offset_s), np.float64, len(rows))
+    except ValueError:
+        return None
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(onset) & np.isfinite(offset) & (onset >= 0) & (offset >= onset)
+        ok &= (offset <= MAX_OFFSET_S) & (offset - onset <= MAX_ITEM_S)
+    if not ok.all():
+        return None
+    if len(set(zip(fileid, onset.tolist(), offset.tolist(), strict=True))) != len(rows):
+        return None
+    return Items(
+        fileid=list(fileid),
+        onset=onset,
+        offset=offset,
+        phone=list(phone),
+        prev_phone=list(prev_phone),
+        next_phone=list(next_phone),
+        speaker=list(speaker),
+    )
 
 
 def item_frame_range(
