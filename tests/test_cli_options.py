@@ -135,7 +135,7 @@ def test_shipped_configs(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)  # names resolve to the package's files from anywhere
     assert main(["config", "list"]) == 0
     listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
-    assert listed == ["adapt", "base", "lm_opt125m", "lm_tiny", "small", "tiny"]
+    assert listed == ["adapt", "adapt_mfcc", "base", "lm_opt125m", "lm_tiny", "small", "tiny"]
     assert main(["config", "copy", "base", "my.toml"]) == 0
     assert (tmp_path / "my.toml").read_text().startswith("# SpidR base")
     assert main(["config", "copy", "base", "my.toml"]) == 2  # no silent overwrite
@@ -143,7 +143,7 @@ def test_shipped_configs(tmp_path, monkeypatch, capsys) -> None:
     assert main(["check-config", "lm_tiny", "--json", "-"]) == 0
     capsys.readouterr()
     assert main(["check-config", "tinyy"]) == 2
-    assert "shipped configs: adapt, base" in capsys.readouterr().err
+    assert "shipped configs: adapt, adapt_mfcc, base" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------------ --json
