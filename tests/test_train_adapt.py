@@ -4,6 +4,7 @@ config/checkpoint mismatches, presets from a local server, fairseq DinoSR, model
 from __future__ import annotations
 
 import hashlib
+import os
 import signal
 from pathlib import Path
 
@@ -374,3 +375,50 @@ def test_lloyd_kmeans_finds_separated_clusters_deterministically():
     assert torch.equal(a, b) and inertia < 0.1
     found = torch.cdist(centers, a).min(1).values
     assert bool((found < 0.2).all())
+
+
+@pytest.mark.slow
+def test_adapt_recipes_run_from_a_wheel(corpus, source, tmp_path):
+    """The recipes are package data: `spidrkit train adapt_mfcc --init CKPT` from a built wheel,
+    run outside the repository, with its step budget in run.max_steps."""
+    import subprocess
+    import sys
+    import zipfile
+
+    wheels = tmp_path / "wheels"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
+        + [str(REPO), "-w", str(wheels)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    site = tmp_path / "site"
+    zipfile.ZipFile(next(wheels.glob("spidrkit-*.whl"))).extractall(site)
+    env = {k: v for k, v in os.environ.items() if k != FAULT_ENV}
+    env["PYTHONPATH"] = str(site)
+    where = subprocess.run(
+        [sys.executable, "-c", "import spidrkit, spidrkit.configs as c; print(c.__file__)"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert where.startswith(str(site)), where  # the wheel's package, not the checkout
+    out = tmp_path / "adapted"
+    sets = _adapt_sets(corpus, out, **{"run.max_steps": "2"})
+    args = ["train", "adapt_mfcc", "--init", str(source), "--no-progress"]
+    for s in sets:
+        args += ["--set", s]
+    proc = subprocess.run(
+        [sys.executable, "-m", "spidrkit.cli.main", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = ckpt.load_checkpoint(ckpt.find_latest_checkpoint(out / "checkpoints"))
+    assert state["step"] == 2 and state["init"]["source"] == str(source)
