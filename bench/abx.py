@@ -23,11 +23,11 @@ and the output, wall clock. Both get ``OMP_NUM_THREADS=--threads`` (spidrkit als
 one untimed run of each first warms the page cache. A last row times ``python -c "import torch"``
 in both interpreters the same way: the floor under both.
 
-    python bench/abx.py --fastabx-python /work/fastabx-venv/bin/python --threads 1
+    python bench/abx.py --fastabx-python ../fastabx-venv/bin/python --threads 1
     python bench/abx.py --task gaussian --subsample on --fastabx-python ...
     python bench/abx.py --repeats 1 --modes within/any          # spidrkit alone
     python bench/abx.py --whole-process --item dev/abx.item --features feats/mfcc --step 0.01 \
-        --subsample on --repeats 5 --threads 1 --fastabx-python /work/fastabx-venv/bin/python
+        --subsample on --repeats 5 --threads 1 --fastabx-python ../fastabx-venv/bin/python
 """
 
 from __future__ import annotations
