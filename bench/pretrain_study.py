@@ -252,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     plan = PLANS[args.plan]
     if args.steps:
         plan = dataclasses.replace(plan, train_steps=args.steps)
+    if plan.train_steps is None:  # the recipe's own budget, named in run folders and rows
+        recipe = load_train_config(plan.recipe)
+        plan = dataclasses.replace(plan, train_steps=recipe.run.max_steps)
     finished = {(r["variant"], r["seed"], r["steps"]) for r in done}
     for spec in args.variant:
         name, overrides = parse_variant(spec)
