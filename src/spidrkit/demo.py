@@ -38,6 +38,7 @@ from spidrkit.eval.abx import (
     write_results_json,
 )
 from spidrkit.eval.abx.model_features import find_audio, model_abx
+from spidrkit.eval.gold import write_gold_phone_units, write_gold_task_units
 from spidrkit.eval.plots import plot_abx_layers, plot_phone_unit
 from spidrkit.eval.unit_quality import UnitQuality, unit_quality_from_files
 from spidrkit.lm.config import LMTrainConfig
@@ -59,7 +60,6 @@ from spidrkit.train.monitor import last_train_metrics
 from spidrkit.units.baselines import parse_baseline
 from spidrkit.units.extract import AudioItem, extract_features, list_audio, run_corpus
 from spidrkit.units.files import write_units
-from spidrkit.units.gold import write_gold_phone_units, write_gold_task_units
 from spidrkit.units.kmeans import KMeans, KMeansConfig, kmeans_of_frames
 from spidrkit.units.units import Tokenizer, units_of_audio
 from spidrkit.utils.device import resolve_device
@@ -675,7 +675,7 @@ def _lm_references(
             done=units[name],
         )
     gold_train, gold_lex = ref / "gold_units_train.jsonl", ref / "gold_units_lexical.jsonl"
-    print("\n[8c. gold phone units (the topline): spidrkit.units.gold]", flush=True)
+    print("\n[8c. gold phone units (the topline): spidrkit.eval.gold]", flush=True)
     vocab = write_gold_phone_units(corpus / "train" / "phones.jsonl", gold_train)
     write_gold_task_units(corpus / "lexical" / "dev", gold_lex, vocab)
 

@@ -8,8 +8,8 @@ import re
 import pytest
 
 from spidrkit.errors import DataError
+from spidrkit.eval.gold import write_gold_phone_units, write_gold_task_units
 from spidrkit.units.files import read_units
-from spidrkit.units.gold import write_gold_phone_units, write_gold_task_units
 
 
 def _phones(path, rows) -> None:

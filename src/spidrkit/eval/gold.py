@@ -14,43 +14,20 @@ an LM that is given perfect phone-like units, the ceiling for units made from au
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 from spidrkit.errors import DataError
+from spidrkit.eval.unit_quality import read_phone_labels
 from spidrkit.units.files import Units, dedup_list, write_units
 from spidrkit.utils.textfiles import iter_lines
 
 SILENCE = "SIL"
 
 
-def _phone_rows(path: Path) -> list[tuple[str, list[str]]]:
-    rows = []
-    for lineno, text in iter_lines(path, "phones.jsonl", max_line_bytes=1 << 24):
-        if not text.strip():
-            continue
-        where = f"{path}:{lineno}"
-        try:
-            rec = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{where}: not JSON ({e.msg})") from None
-        if (
-            not isinstance(rec, dict)
-            or not isinstance(rec.get("name"), str)
-            or not isinstance(rec.get("phones"), list)
-            or not all(isinstance(p, str) for p in rec["phones"])
-        ):
-            raise DataError(f"{where}: expected {{'name': str, 'phones': [str, ...]}}")
-        rows.append((rec["name"], rec["phones"]))
-    if not rows:
-        raise DataError(f"{path}: no utterances")
-    return rows
-
-
 def write_gold_phone_units(phones_jsonl: str | Path, out: str | Path) -> dict[str, int]:
     """Write the deduplicated phone sequence of every utterance as units (ids in sorted label
     order, silence included); returns the vocabulary ``{label: id}`` for the task files."""
-    rows = _phone_rows(Path(phones_jsonl))
+    rows = read_phone_labels(phones_jsonl).items()
     vocab = {p: i for i, p in enumerate(sorted({p for _, ps in rows for p in ps} | {SILENCE}))}
     write_units((Units(name, dedup_list([vocab[p] for p in phones])) for name, phones in rows), out)
     return vocab
