@@ -8,6 +8,8 @@ gradient clipping, AdamW, EMA teacher update. The batch matches the official ref
     python bench/train_step.py --configs base --modes eager,compiled --steps 5 --threads 2
     python bench/train_step.py --profile              # top ops of one base step (torch.profiler)
     python bench/train_step.py --against 8a59095 --configs base,demo --rounds 5 --threads 2
+    python bench/train_step.py --against 3e4d4ef --configs demo --threads 2 --target-view \
+        --set model.warmup_target_steps=1200     # the demo's MFCC-only step, teacher on a clean view
 
 ``--against REV`` times this tree and commit REV side by side: REV's ``src`` and ``configs`` are
 extracted (``git archive``) into a temporary folder, and each side runs in its own worker process
@@ -55,6 +57,8 @@ CONFIG_FILES = {"tiny": "tiny.toml", "base": "base.toml", "demo": "small.toml"}
 CONFIGS = {name: REPO / "configs" / file for name, file in CONFIG_FILES.items()}
 DEFAULT_SECONDS = {"tiny": 4.0, "base": 4.0, "demo": 2.5}
 MASKED_FRACTION = 110 / 199  # the official reference batch: 110 of 199 frames masked per row
+EXTRA = SimpleNamespace(overrides=[], target_view=False)
+"""``--set`` config overrides and ``--target-view``, the same on every side and config."""
 
 
 def make_batch(
@@ -65,7 +69,10 @@ def make_batch(
     mask = torch.stack(
         [torch.randperm(frames, generator=g)[:masked].sort().values for _ in range(batch)]
     )
-    return SimpleNamespace(waveforms=wav, mask_indices=mask, attention_mask=None, lengths=None)
+    b = SimpleNamespace(waveforms=wav, mask_indices=mask, attention_mask=None, lengths=None)
+    if EXTRA.target_view:  # a second view that the teacher and the warm-up targets read
+        b.target_waveforms = wav + 0.1 * torch.randn(batch, samples, generator=g)
+    return b
 
 
 def peak_rss_gb() -> float:
@@ -80,6 +87,7 @@ def make_trainer(config: Path, mode: str, device: str, precision: str, name: str
             f'run.precision="{precision}"',
             f"run.compile={'true' if mode == 'compiled' else 'false'}",
             f'run.output_dir="/tmp/spidrkit-bench-{name}"',
+            *EXTRA.overrides,
         ],
     )
     return Trainer(cfg, DistInfo(device=torch.device(device)))
@@ -187,6 +195,10 @@ class Side:
             cmd += ["--seconds", str(args.seconds)]
         if args.masked is not None:
             cmd += ["--masked", str(args.masked)]
+        for override in args.set:
+            cmd += ["--set", override]
+        if args.target_view:
+            cmd += ["--target-view"]
         self.label = label
         self.proc = subprocess.Popen(
             cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
@@ -235,8 +247,8 @@ def against(args: argparse.Namespace) -> None:
     other_precision = args.against_precision or args.precision
     rows = []
     with tempfile.TemporaryDirectory(prefix="spidrkit-against-") as tmp:
-        if args.against == ".":
-            label, other_root = "this tree", REPO
+        if args.against == ".":  # the same tree in another precision
+            label, other_root = f"this tree {other_precision}", REPO
         else:
             label, other_root = extract_commit(args.against, Path(tmp)), Path(tmp)
         for name in args.configs.split(","):
@@ -269,8 +281,11 @@ def against(args: argparse.Namespace) -> None:
     sizes = "/".join(f"{args.seconds or DEFAULT_SECONDS[n]:g}" for n in args.configs.split(","))
     print(
         f"\n{args.rounds} alternating rounds of {args.steps} steps (median per round) after "
-        f"{args.warmup} warm-up; this tree {args.precision}, {label} {other_precision}; "
+        f"{args.warmup} warm-up; this tree {args.precision}, "
+        f"{label if args.against == '.' else f'{label} {other_precision}'}; "
         f"batch {args.batch} x {sizes} s, {args.threads} threads"
+        + "".join(f"; {o}" for o in args.set)
+        + ("; with a target view" if args.target_view else "")
     )
     print(
         f"| config | this tree s/step | {label} s/step | {label} / this tree | first loss (this / {label}) |"
@@ -305,8 +320,21 @@ def main() -> None:
     p.add_argument("--against", metavar="REV", help="time this tree and commit REV alternately")
     p.add_argument("--against-precision", default=None, help="the other side's precision")
     p.add_argument("--rounds", type=int, default=5, help="alternating rounds (--against)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override for every side and config, e.g. model.warmup_target_steps=1200",
+    )
+    p.add_argument(
+        "--target-view",
+        action="store_true",
+        help="batches carry a second view for the teacher (the demo corpus's clean view)",
+    )
     p.add_argument("--worker-config", help=argparse.SUPPRESS)
     args = p.parse_args()
+    EXTRA.overrides, EXTRA.target_view = list(args.set), args.target_view
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.worker_config:

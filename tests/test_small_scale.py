@@ -115,6 +115,53 @@ def test_mfcc_warmup_targets_then_teacher_targets():
     assert float(loss.detach().mean()) < 1.2 * math.log(16)
 
 
+def test_idle_teacher_in_warmup_changes_nothing_but_the_teacher_work():
+    """MFCC targets for the whole run: skipping the teacher gives the same losses and gradients;
+    the teacher's codebooks are left alone and their per-codebook perplexities are not reported."""
+    cfg = SpidRConfig(
+        **tiny_overrides(),
+        warmup_targets="mfcc",
+        warmup_target_steps=10,
+        warmup_unmasked_weight=1.0,
+        warmup_regression_weight=1.0,
+    )
+    torch.manual_seed(0)
+    wav = torch.randn(2, 16000)
+    mask = torch.stack([torch.randperm(49)[:30] for _ in range(2)])
+    runs = {}
+    for idle in (False, True):
+        torch.manual_seed(1)
+        model = SpidR(cfg).train()
+        model.idle_teacher_in_warmup = idle
+        books = [cb.counts.clone() for cb in model.codebook_modules()]
+        torch.manual_seed(2)  # same dropout draws
+        loss, monitors = model(wav, mask_indices=mask, target_waveforms=wav.flip(-1))
+        loss.sum().backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        changed = [not torch.equal(b, cb.counts) for b, cb in zip(books, model.codebook_modules())]
+        runs[idle] = (loss.detach(), monitors, grads, changed)
+    (loss_on, mon_on, grads_on, changed_on), (loss_off, mon_off, grads_off, changed_off) = (
+        runs[False],
+        runs[True],
+    )
+    assert torch.equal(loss_on, loss_off)
+    assert grads_on.keys() == grads_off.keys()
+    assert all(torch.equal(grads_on[n], grads_off[n]) for n in grads_on)
+    assert all(changed_on) and not any(changed_off)
+    assert mon_on["target_ppl"] == mon_off["target_ppl"]
+    assert "target_ppl_0" in mon_on and "target_ppl_0" not in mon_off
+
+
+def test_trainer_idles_the_teacher_only_when_no_self_distillation_follows(tmp_path):
+    from spidrkit.train.trainer import Trainer
+
+    base = ['run.device="cpu"', f'run.output_dir="{tmp_path}"', "data.num_workers=0"]
+    for steps, idle in ((800, True), (1200, False)):
+        cfg = load_train_config(configs.path("small"), [*base, f"run.max_steps={steps}"])
+        assert cfg.model.warmup_target_steps == 800
+        assert Trainer(cfg).model.idle_teacher_in_warmup is idle
+
+
 def _phone_like_corpus(folder: Path, n: int = 8) -> Path:
     """``n`` 2-3 s wavs of 20 "phones" each (50-150 ms of a pair of tones from 8 frequencies, 28
     pairs in all) with a little noise, and their manifest."""
@@ -157,9 +204,12 @@ def test_shipped_small_config_learns_and_keeps_its_codebooks(tmp_path):
             "data.num_workers=0",
             "data.max_batch_samples=64000",
             "optimizer.warmup_steps=10",
+            # self-distillation for the last 10 steps, so the teacher runs (and is checked)
+            # during the warm-up as well
+            "model.warmup_target_steps=70",
         ],
     )
-    assert cfg.model.codebook_distance == "cosine" and cfg.model.warmup_target_steps == 800
+    assert cfg.model.codebook_distance == "cosine"
     fit(cfg)
     rows = read_metrics(tmp_path / "run" / "metrics.jsonl", "train")
     assert [r["step"] for r in rows] == list(range(10, 81, 10))
@@ -167,8 +217,9 @@ def test_shipped_small_config_learns_and_keeps_its_codebooks(tmp_path):
     # MFCC targets, masked and unmasked frames: 2 log(V) at the start, plus the regression of the
     # normalised MFCC frames (mean squared error about 1 from an untrained map), then falling
     assert cfg.model.warmup_regression_weight == 1.0
-    assert rows[0]["loss"] == pytest.approx(2 * math.log(size) + 1.0, abs=0.3)
-    assert rows[-1]["loss"] < rows[0]["loss"] - 0.25, [r["loss"] for r in rows]
+    warm = [r["loss"] for r in rows if r["step"] <= 70]
+    assert warm[0] == pytest.approx(2 * math.log(size) + 1.0, abs=0.3)
+    assert warm[-1] < warm[0] - 0.25, warm
     # every teacher codebook keeps using at least a quarter of its codewords, and its codes spread
     assert min(r["active_codewords_min"] for r in rows) >= size / 4
     assert min(r["target_ppl"] for r in rows) > 8

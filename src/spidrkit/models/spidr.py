@@ -126,6 +126,11 @@ class _SelfDistillationModel(nn.Module, abc.ABC):
         init_linear_weights(self.teacher)  # re-initialised, not copied (as the official code)
         self.teacher.requires_grad_(False)
         self.teacher.eval()
+        self.idle_teacher_in_warmup = False
+        """Skip the teacher's forward and codebook updates during the MFCC warm-up: no loss reads
+        them there; they only prepare the codebooks for the self-distillation that follows. Set by
+        the trainer when no self-distillation step follows in the run (exact: the losses and the
+        student are the same; the teacher's weights still follow the student by EMA)."""
 
     # -- structure -------------------------------------------------------------------------------
 
@@ -258,25 +263,28 @@ class _SelfDistillationModel(nn.Module, abc.ABC):
         x[rows, mask_indices] = self.mask_embedding.to(x.dtype)
 
         with torch.no_grad():
-            teacher_in = (
-                feats.detach() if target_waveforms is None else self.features(target_waveforms)
-            )
-            _, teacher_results, _ = self.teacher(teacher_in, attention_mask)
-            targets = [
-                _instance_norm(teacher_results[i])[rows, mask_indices].reshape(-1, d)
-                for i in self.codebook_layers
-            ]
-            codes = [cb.assign(tgt) for cb, tgt in zip(self.codebook_modules(), targets)]
             warm_all = self._warmup_targets(
                 waveforms if target_waveforms is None else target_waveforms, t
             )
+            targets: list[Tensor] = []
+            codes: list[Tensor] = []
+            if warm_all is None or not self.idle_teacher_in_warmup:
+                teacher_in = (
+                    feats.detach() if target_waveforms is None else self.features(target_waveforms)
+                )
+                _, teacher_results, _ = self.teacher(teacher_in, attention_mask)
+                targets = [
+                    _instance_norm(teacher_results[i])[rows, mask_indices].reshape(-1, d)
+                    for i in self.codebook_layers
+                ]
+                codes = [cb.assign(tgt) for cb, tgt in zip(self.codebook_modules(), targets)]
             warm = None
             if warm_all is not None:
                 warm = (
                     warm_all[0][rows, mask_indices].reshape(-1, warm_all[0].shape[-1]),
                     warm_all[1][rows, mask_indices].reshape(-1),
                 )
-            loss_codes = codes if warm is None else [warm[1]] * len(codes)
+            loss_codes = codes if warm is None else [warm[1]] * len(self.heads)
 
         final, results, _ = self.student(x, attention_mask, skip_final_norm=self._skip_final_norm())
         inputs = self.head_inputs(results, final)
@@ -299,13 +307,17 @@ class _SelfDistillationModel(nn.Module, abc.ABC):
 
         with torch.no_grad():
             v = self.config.codebook_size
-            k = len(self.codebooks)
-            each_ppl = torch.stack([_perplexity(F.one_hot(c, v).float()) for c in codes])
+            k = len(codes)  # 0 while the teacher idles
+            each_ppl = (
+                torch.stack([_perplexity(F.one_hot(c, v).float()) for c in codes])
+                if codes
+                else torch.zeros(0, device=per_frame_loss.device)
+            )
             target_ppl = (
                 each_ppl.mean() if warm is None else _perplexity(F.one_hot(warm[1], v).float())
             )
             pred_ppl = torch.stack([_perplexity(lp.exp()) for lp in log_probs]).mean()
-            books = self.codebook_modules()
+            books = self.codebook_modules()[:k]
             stats = [cb.statistics(tgt, c) for cb, tgt, c in zip(books, targets, codes)]
             if warm is not None:
                 books.append(self.warmup_codebook)

@@ -174,6 +174,16 @@ def _fit(task: Task) -> FitResult:
         unit="step",
     )
     result = FitResult(step=task.step, checkpoint=None)
+    if dist.is_main and task.step < run.max_steps:
+        log.info(
+            "%s: steps %d-%d on %s, precision %s (run.precision = %r)",
+            task.name,
+            task.step + 1,
+            run.max_steps,
+            task.engine.device,
+            task.engine.precision,
+            run.precision,
+        )
     try:
         if task.step < run.max_steps:
             batches = task.batches()

@@ -188,7 +188,9 @@ class CodebookMonitor:
     def update(self, step: int, target_ppl: float | None = None) -> dict[str, float]:
         """Codewords used since the last call: ``{"active_codewords": mean over codebooks,
         "active_codewords_min": smallest, "active_codewords_<i>": codebook i's}``; logs a warning
-        when collapsing (returns {} if none)."""
+        when collapsing (returns {} if none). A codebook that was not updated at all since the
+        last call (an idle teacher, frozen codebooks) is left out rather than counted as
+        collapsed."""
         out: dict[str, float] = {}
         actives = []
         size = 0
@@ -200,9 +202,11 @@ class CodebookMonitor:
                 if last is not None
                 else torch.ones_like(now, dtype=torch.bool)
             )
+            self._last[name] = now.clone()
+            if not bool(changed.any()):
+                continue
             actives.append(int(changed.sum()))
             size = now.numel()
-            self._last[name] = now.clone()
         if actives:
             out["active_codewords"] = sum(actives) / len(actives)
             out["active_codewords_min"] = float(min(actives))

@@ -263,6 +263,13 @@ class Trainer:
             else:
                 adapt.load_init_weights(model, init_src, teacher=cfg.run.init_teacher)
         model.to(self.device)
+        if isinstance(model, SpidR | DinoSR):
+            # MFCC targets for the whole run: the teacher's codes would feed nothing
+            warmup = getattr(cfg.model, "warmup_target_steps", 0)
+            model.idle_teacher_in_warmup = (
+                getattr(cfg.model, "warmup_targets", "none") == "mfcc"
+                and warmup >= cfg.run.max_steps
+            )
         if init_src is not None and cfg.run.init_codebooks == "kmeans":
             if not isinstance(model, SpidR | DinoSR):
                 raise ConfigError(
@@ -291,6 +298,7 @@ class Trainer:
             compile=cfg.run.compile,
             broadcast_buffers=False,  # codebooks are kept in sync by the model's all-reduce
             find_unused_parameters=layer_drop > 0,
+            cpu_bf16=True,
         )
         """Precision, DDP/compile wrap, optimizer steps and checkpoints (shared with the unit LM)."""
         self._wrapped: nn.Module | None = None
