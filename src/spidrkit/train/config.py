@@ -58,8 +58,7 @@ class CommonRunConfig:
     seed: seeds the model init, data order, crops, masks and dropout [0].
     device: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N" [auto].
     precision: autocast dtype: "fp32" (none), "bf16", "fp16" (with a GradScaler), "auto" (bf16 on
-        GPUs that support it and, for pretraining, on CPUs with native bf16 arithmetic; else
-        fp32), as in :mod:`spidrkit.utils.precision`.
+        GPUs that support it, else fp32), as in :mod:`spidrkit.utils.precision`.
     compile: wrap the model in torch.compile [False].
     log_interval: steps between metrics lines and progress-bar updates.
     save_interval: steps between checkpoints (one is always written at the end).

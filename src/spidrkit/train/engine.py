@@ -100,8 +100,6 @@ class Engine:
         compile: wrap the model in ``torch.compile`` in :meth:`wrap`.
         broadcast_buffers, find_unused_parameters: passed to DDP.
         where: the config key named in precision errors.
-        cpu_bf16: ``auto`` means bf16 on a CPU with native bf16 too (pretraining, where measured
-            faster; :func:`spidrkit.utils.precision.resolve_precision`).
     """
 
     def __init__(
@@ -116,13 +114,12 @@ class Engine:
         broadcast_buffers: bool = True,
         find_unused_parameters: bool = False,
         where: str = "run.precision",
-        cpu_bf16: bool = False,
     ) -> None:
         self.model = model
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.dist = dist
-        self.precision = resolve_precision(precision, dist.device, where, cpu_bf16=cpu_bf16)
+        self.precision = resolve_precision(precision, dist.device, where)
         """The concrete precision (``auto`` resolved)."""
         self.scaler = make_grad_scaler(self.precision, dist.device)
         self.compile = compile

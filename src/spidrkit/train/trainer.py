@@ -298,7 +298,6 @@ class Trainer:
             compile=cfg.run.compile,
             broadcast_buffers=False,  # codebooks are kept in sync by the model's all-reduce
             find_unused_parameters=layer_drop > 0,
-            cpu_bf16=True,
         )
         """Precision, DDP/compile wrap, optimizer steps and checkpoints (shared with the unit LM)."""
         self._wrapped: nn.Module | None = None

@@ -7,11 +7,10 @@ Used by pretraining (``run.precision``), the unit LM (``run.precision``) and inf
 - ``bf16``: ``torch.autocast`` to bfloat16 (the official recipe); on a CPU without native bf16
   arithmetic (:func:`cpu_bf16_native`) it runs emulated and slowly, with a warning;
 - ``fp16``: autocast to float16 (training adds a GradScaler, :mod:`spidrkit.train.engine`);
-- ``auto``: ``bf16`` on a CUDA device that supports it; for pretraining (``cpu_bf16=True``) also on a
-  CPU with native bf16 arithmetic (AVX512-BF16 or AMX), where the pretraining step measured 1.7x
-  (demo size) and 2x (base size) faster than fp32 with the same ABX over 3 seeds
-  (docs/benchmarks.md, "Training"); ``fp32`` elsewhere. Inference and the unit LM keep ``fp32`` on
-  CPUs under ``auto`` (their speed-up is not measured; ask for ``bf16`` explicitly).
+- ``auto``: ``bf16`` on a CUDA device that supports it, ``fp32`` elsewhere, CPUs included. On a CPU
+  with native bf16 (AVX512-BF16), bf16 autocast is 1.7-1.8x faster than fp32 for a pretraining step
+  of fixed shape at 1 thread, but on real batches (a new length every step) at 2 threads it measured
+  slower than fp32 (docs/benchmarks.md, "Training"); ask for ``bf16`` explicitly to use it.
 """
 
 from __future__ import annotations
@@ -51,19 +50,15 @@ def cpu_bf16_native() -> bool:
     return False
 
 
-def resolve_precision(
-    precision: str, device: torch.device, where: str = "precision", *, cpu_bf16: bool = False
-) -> str:
+def resolve_precision(precision: str, device: torch.device, where: str = "precision") -> str:
     """``precision`` made concrete for ``device`` (``auto`` -> ``bf16`` or ``fp32``), checked.
 
-    ``cpu_bf16``: ``auto`` also means ``bf16`` on a CPU with native bf16 arithmetic (pretraining).
     Raises ConfigError naming ``where`` for an unknown name or bf16 on a GPU without it.
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"{where}: {precision!r} is not one of {', '.join(PRECISIONS)}")
     if precision == "auto":
-        native_cpu = cpu_bf16 and device.type == "cpu" and cpu_bf16_native()
-        return "bf16" if _bf16_supported(device) or native_cpu else "fp32"
+        return "bf16" if _bf16_supported(device) else "fp32"
     if precision == "bf16" and device.type == "cuda" and not _bf16_supported(device):
         raise ConfigError(f"{where} = 'bf16' but this GPU has no bf16 support; use fp16 or fp32")
     if precision == "bf16" and device.type == "cpu" and not cpu_bf16_native():
