@@ -156,9 +156,12 @@ def test_trainer_idles_the_teacher_only_when_no_self_distillation_follows(tmp_pa
     from spidrkit.train.trainer import Trainer
 
     base = ['run.device="cpu"', f'run.output_dir="{tmp_path}"', "data.num_workers=0"]
+    shipped = load_train_config(configs.path("small"), base)
+    assert shipped.model.warmup_target_steps == shipped.run.max_steps  # MFCC targets throughout
+    assert Trainer(shipped).model.idle_teacher_in_warmup
+    base.append("model.warmup_target_steps=800")
     for steps, idle in ((800, True), (1200, False)):
         cfg = load_train_config(configs.path("small"), [*base, f"run.max_steps={steps}"])
-        assert cfg.model.warmup_target_steps == 800
         assert Trainer(cfg).model.idle_teacher_in_warmup is idle
 
 

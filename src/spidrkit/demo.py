@@ -80,7 +80,7 @@ class DemoPlan:
     recipe: str = "small"
     """The shipped pretraining config the demo trains with (``spidrkit train small``)."""
     train_steps: int | None = None
-    """Pretraining steps; None: the recipe's (small: 1200). Another count scales the recipe's
+    """Pretraining steps; None: the recipe's (small: 2000). Another count scales the recipe's
     schedule (warm-up, MFCC-target share, save and validation intervals) to it."""
     model_overrides: tuple[str, ...] = ()
     """``--set`` overrides of the recipe's model (the quick plan's smaller model)."""

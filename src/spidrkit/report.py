@@ -152,6 +152,16 @@ def training_curves_png(rows: list[dict[str, Any]], codebook_size: int | None) -
         for i, pts in sorted(series.items()):
             xs, ys = zip(*pts, strict=True)
             ax.plot(xs, ys, label="mean" if i < 0 else f"codebook {i}")
+        if not series and prefix == "active_codewords_":
+            ax.text(
+                0.5,
+                0.5,
+                "teacher codebooks idle\n(MFCC targets throughout)",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+                color="grey",
+            )
         if codebook_size:
             ax.axhline(codebook_size, ls=":", color="grey", label=f"V = {codebook_size}")
             ax.axhline(codebook_size / 4, ls="--", color="C3", lw=0.8, label="25 % of V")
