@@ -782,10 +782,15 @@ def _write_summary(r: DemoResult) -> None:
     lines.append("")
     if r.training:
         t = r.training
+        books = (
+            f"active codewords {t['active_codewords']:.0f}"
+            if "active_codewords" in t
+            else "the teacher's codebooks idle (MFCC targets throughout)"
+        )
         lines += [
             f"Pretraining end (step {t.get('step', 0):.0f}): loss {t.get('loss', 0):.2f}, target "
             f"perplexity {t.get('target_ppl', 0):.1f} of V = {t.get('codebook_size', 0):.0f}, "
-            f"active codewords {t.get('active_codewords', 0):.0f}.",
+            f"{books}.",
             "",
         ]
     lines += [

@@ -12,7 +12,7 @@ Examples:
 Adapt a pretrained model to new audio (continued pretraining; docs/training.md, "Adapting a
 pretrained model"): the architecture comes from the checkpoint, the recipe sets the rest:
     spidrkit train adapt --init spidr_base --set data.train_manifests=my_audio.csv
-    spidrkit train adapt --init runs/small/checkpoints/checkpoint_00001200.pt \
+    spidrkit train adapt --init runs/small/checkpoints/checkpoint_00002000.pt \
         --set data.train_manifests=new.csv --set run.init_codebooks=kmeans
 
 Outputs in run.output_dir: checkpoints/checkpoint_<step>.pt (official {"model": ...} layout plus
