@@ -198,3 +198,23 @@ def test_lm_references_sit_beside_the_run_units(tmp_path):
     row = re.search(r"<tr><td>lexical/dev</td>(.*?)</tr>", page).group(1)
     assert re.findall(r"<td>([^<]*)</td>", row) == ["40", "61.0", "52.0", "93.0"]
     assert "<th>MFCC units</th><th>gold phones</th>" in page
+
+
+@pytest.mark.parametrize("weight", [0.0, 1.0])
+def test_loss_panel_shows_the_uniform_guess_only_for_a_code_loss(tmp_path, weight):
+    import matplotlib.pyplot as plt
+
+    from spidrkit.report import _regression_weight, training_curves_figure
+
+    _fake_run(tmp_path, collapsed=False)
+    config = {"model": {"codebook_size": 64, "warmup_regression_weight": weight}}
+    (tmp_path / "pretrain" / "config.json").write_text(json.dumps(config))
+    files = find_run_files(tmp_path / "pretrain")
+    assert _regression_weight(files) == weight
+    rows = read_metrics(tmp_path / "pretrain" / "metrics.jsonl", "train")
+    fig = training_curves_figure(rows, 64, _regression_weight(files))
+    loss_axes = fig.axes[0]
+    labels = [line.get_label() for line in loss_axes.get_lines()]
+    plt.close(fig)
+    assert ("uniform guess" in labels) == (weight == 0.0)
+    assert ("MFCC regression" in loss_axes.get_title()) == (weight > 0)

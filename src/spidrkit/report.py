@@ -130,15 +130,29 @@ def _codebook_series(rows: list[dict[str, Any]], prefix: str) -> dict[int, list[
     return series
 
 
-def training_curves_png(rows: list[dict[str, Any]], codebook_size: int | None) -> str:
-    """Loss, target perplexity and active codewords per codebook against step (base64 PNG)."""
+def training_curves_png(
+    rows: list[dict[str, Any]], codebook_size: int | None, regression_weight: float = 0.0
+) -> str:
+    """Loss, target perplexity and active codewords per codebook against step (base64 PNG).
 
+    ``regression_weight``: the run's ``model.warmup_regression_weight``; when it is above 0 the loss
+    also holds the MFCC regression term, so ln V (a uniform guess of the codes) is no floor to show."""
+    return _png(training_curves_figure(rows, codebook_size, regression_weight))
+
+
+def training_curves_figure(
+    rows: list[dict[str, Any]], codebook_size: int | None, regression_weight: float = 0.0
+) -> Any:
+    """The matplotlib figure of :func:`training_curves_png`."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), dpi=110)
     steps = [r["step"] for r in rows]
     axes[0].plot(steps, [r.get("loss", math.nan) for r in rows], color="C0")
-    axes[0].set_title("training loss (nats per masked frame)")
-    if codebook_size:
+    if regression_weight > 0:
+        axes[0].set_title("training loss (code cross-entropy + MFCC regression)")
+    else:
+        axes[0].set_title("training loss (nats per masked frame)")
+    if codebook_size and regression_weight <= 0:
         axes[0].axhline(math.log(codebook_size), ls=":", color="grey", label="uniform guess")
         axes[0].legend(fontsize=8)
     for ax, prefix, mean_key, title in (
@@ -172,7 +186,7 @@ def training_curves_png(rows: list[dict[str, Any]], codebook_size: int | None) -
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    return _png(fig)
+    return fig
 
 
 def abx_png(results: list[Any]) -> str:
@@ -257,14 +271,11 @@ def _img(b64: str, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
 
 
-def _codebook_size(files: RunFiles, summary: dict[str, Any]) -> int | None:
-    """V of the run: what the demo recorded in summary.json (``training.codebook_size``), else the
-    config a training output_dir keeps beside its metrics (config.json, checkpoints/config.json)."""
-    recorded = (summary.get("training") or {}).get("codebook_size")
-    if recorded:
-        return int(recorded)
+def _model_config(files: RunFiles) -> dict[str, Any]:
+    """The model section of the config a training output_dir keeps beside its metrics
+    (config.json, checkpoints/config.json); empty when there is none."""
     if files.metrics is None:
-        return None
+        return {}
     folder = files.metrics.parent
     for path in (folder / "config.json", folder / "checkpoints" / "config.json"):
         try:
@@ -272,9 +283,25 @@ def _codebook_size(files: RunFiles, summary: dict[str, Any]) -> int | None:
         except (OSError, ValueError):
             continue
         model = data.get("model", data) if isinstance(data, dict) else {}
-        if isinstance(model, dict) and isinstance(model.get("codebook_size"), int):
-            return int(model["codebook_size"])
-    return None
+        if isinstance(model, dict):
+            return model
+    return {}
+
+
+def _codebook_size(files: RunFiles, summary: dict[str, Any]) -> int | None:
+    """V of the run: what the demo recorded in summary.json (``training.codebook_size``), else the
+    run's model config."""
+    recorded = (summary.get("training") or {}).get("codebook_size")
+    if recorded:
+        return int(recorded)
+    size = _model_config(files).get("codebook_size")
+    return int(size) if isinstance(size, int) else None
+
+
+def _regression_weight(files: RunFiles) -> float:
+    """The run's ``model.warmup_regression_weight`` (0 when unknown)."""
+    weight = _model_config(files).get("warmup_regression_weight", 0.0)
+    return float(weight) if isinstance(weight, (int, float)) else 0.0
 
 
 def _health(rows: list[dict[str, Any]], size: int | None) -> str:
@@ -434,7 +461,8 @@ def render_report(files: RunFiles, codebook_size: int | None = None) -> str:
                 f"<p>{_health(metrics, size)}; {len(metrics)} log lines to step "
                 f"{metrics[-1]['step']}.</p>"
             )
-            parts.append(_img(training_curves_png(metrics, size), "training curves"))
+            curves = training_curves_png(metrics, size, _regression_weight(files))
+            parts.append(_img(curves, "training curves"))
     if abx_results:
         parts.append("<h2>ABX per layer</h2>")
         parts.append(_img(abx_png(abx_results), "ABX per layer"))

@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--plan",
         choices=["demo", "full", "quick"],
         default="demo",
-        help="demo: 2 h corpus, 2000 pretraining steps; full: 4800 steps, a larger unit LM with "
+        help="demo: 2 h corpus, 2000 pretraining steps; full: 8000 steps, a larger unit LM with "
         "its MFCC-unit baseline and gold-phone topline (about 45 min on 2 cores); quick: tiny "
         "corpus, for a first look",
     )
