@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["demo", "full", "quick"],
         default="demo",
         help="demo: 2 h corpus, 2000 pretraining steps; full: 8000 steps, a larger unit LM with "
-        "its MFCC-unit baseline and gold-phone topline (about 45 min on 2 cores); quick: tiny "
+        "its MFCC-unit baseline and gold-phone topline (about 35 min on 2 cores); quick: tiny "
         "corpus, for a first look",
     )
     parser.add_argument("--train-steps", type=count(1), help="override the pretraining steps")
