@@ -52,7 +52,7 @@ def _config(out: str):
 def _train(rank: int, world: int, port: int, out: str) -> None:
     set_dist_env(rank, world, port)
     torch.set_num_threads(1)
-    from spidrkit.train.distributed import cleanup
+    from spidrkit.train.distributed import barrier, cleanup
     from spidrkit.train.trainer import Trainer
 
     trainer = Trainer(_config(out))
@@ -74,6 +74,9 @@ def _train(rank: int, world: int, port: int, out: str) -> None:
     if rank == 0:
         state = {"model": trainer.model.state_dict(), "grad_norms": torch.tensor(norms)}
         torch.save(state, os.path.join(out, f"world{world}.pt"))
+    # every rank here before any tears the group down (as a run's last checkpoint save does): a
+    # rank that destroys its gloo group while the other still saves was seen to abort (SIGABRT)
+    barrier()
     cleanup()
 
 
