@@ -204,15 +204,15 @@ def test_lm_references_sit_beside_the_run_units(tmp_path):
 def test_loss_panel_shows_the_uniform_guess_only_for_a_code_loss(tmp_path, weight):
     import matplotlib.pyplot as plt
 
-    from spidrkit.report import _regression_weight, training_curves_figure
+    from spidrkit.report import _model_config, _regression_weight, training_curves_figure
 
     _fake_run(tmp_path, collapsed=False)
     config = {"model": {"codebook_size": 64, "warmup_regression_weight": weight}}
     (tmp_path / "pretrain" / "config.json").write_text(json.dumps(config))
-    files = find_run_files(tmp_path / "pretrain")
-    assert _regression_weight(files) == weight
+    model = _model_config(find_run_files(tmp_path / "pretrain"))
+    assert _regression_weight(model) == weight
     rows = read_metrics(tmp_path / "pretrain" / "metrics.jsonl", "train")
-    fig = training_curves_figure(rows, 64, _regression_weight(files))
+    fig = training_curves_figure(rows, 64, _regression_weight(model))
     loss_axes = fig.axes[0]
     labels = [line.get_label() for line in loss_axes.get_lines()]
     plt.close(fig)

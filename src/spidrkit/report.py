@@ -288,19 +288,19 @@ def _model_config(files: RunFiles) -> dict[str, Any]:
     return {}
 
 
-def _codebook_size(files: RunFiles, summary: dict[str, Any]) -> int | None:
+def _codebook_size(model: dict[str, Any], summary: dict[str, Any]) -> int | None:
     """V of the run: what the demo recorded in summary.json (``training.codebook_size``), else the
-    run's model config."""
+    run's model config (:func:`_model_config`)."""
     recorded = (summary.get("training") or {}).get("codebook_size")
     if recorded:
         return int(recorded)
-    size = _model_config(files).get("codebook_size")
+    size = model.get("codebook_size")
     return int(size) if isinstance(size, int) else None
 
 
-def _regression_weight(files: RunFiles) -> float:
+def _regression_weight(model: dict[str, Any]) -> float:
     """The run's ``model.warmup_regression_weight`` (0 when unknown)."""
-    weight = _model_config(files).get("warmup_regression_weight", 0.0)
+    weight = model.get("warmup_regression_weight", 0.0)
     return float(weight) if isinstance(weight, (int, float)) else 0.0
 
 
@@ -455,13 +455,14 @@ def render_report(files: RunFiles, codebook_size: int | None = None) -> str:
     if files.metrics:
         metrics = [r for r in read_metrics(files.metrics, "train") if "step" in r]
         if metrics:
-            size = codebook_size or _codebook_size(files, summary)
+            model = _model_config(files)
+            size = codebook_size or _codebook_size(model, summary)
             parts.append("<h2>Training curves</h2>")
             parts.append(
                 f"<p>{_health(metrics, size)}; {len(metrics)} log lines to step "
                 f"{metrics[-1]['step']}.</p>"
             )
-            curves = training_curves_png(metrics, size, _regression_weight(files))
+            curves = training_curves_png(metrics, size, _regression_weight(model))
             parts.append(_img(curves, "training curves"))
     if abx_results:
         parts.append("<h2>ABX per layer</h2>")

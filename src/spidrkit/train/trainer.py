@@ -265,10 +265,9 @@ class Trainer:
         model.to(self.device)
         if isinstance(model, SpidR | DinoSR):
             # MFCC targets for the whole run: the teacher's codes would feed nothing
-            warmup = getattr(cfg.model, "warmup_target_steps", 0)
             model.idle_teacher_in_warmup = (
-                getattr(cfg.model, "warmup_targets", "none") == "mfcc"
-                and warmup >= cfg.run.max_steps
+                cfg.model.warmup_targets == "mfcc"
+                and cfg.model.warmup_target_steps >= cfg.run.max_steps
             )
         if init_src is not None and cfg.run.init_codebooks == "kmeans":
             if not isinstance(model, SpidR | DinoSR):
